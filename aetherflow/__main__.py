@@ -1,0 +1,5 @@
+"""Allow `python -m aetherflow`."""
+
+from aetherflow.cli import main
+
+main()

@@ -1,0 +1,67 @@
+"""The `aether` command line. Each command group lives in its own module; this one only assembles them.
+
+Nothing heavy is imported here: LiteLLM, fastembed, Qdrant and Textual are imported inside the commands that
+use them, so `aether --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+from rich.console import Console
+
+from aetherflow import __version__
+from aetherflow.errors import AetherError
+
+app = typer.Typer(
+    name="aether",
+    help="AetherFlow: plan software work as a graph of subtasks and route each to the cheapest capable model.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"aether {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """AetherFlow command line."""
+
+
+def _register() -> None:
+    # Imported for their side effect of adding commands to `app`; each module keeps its heavy imports lazy.
+    from aetherflow.cli import agents, ask, doctor, init_cmd, models  # noqa: F401
+
+
+def main() -> None:
+    """Entry point of the `aether` script: run the app, turning AetherError into a message and exit code."""
+    _register()
+    try:
+        code = app(standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        Console(stderr=True).print("aborted")
+        sys.exit(1)
+    except AetherError as exc:
+        err = Console(stderr=True)
+        err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+        if exc.hint:
+            err.print(f"  [yellow]→[/] {exc.hint}", highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        Console(stderr=True).print("interrupted")
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,205 @@
+"""The Settings model: every key a user can set, with its type, default and cross-checks.
+
+Built-in defaults live in `defaults.toml` beside this file (data, not code); `loader.py` layers the user's files
+and environment on top and validates the result against these models.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+
+Capability = Literal["tools", "json_schema", "vision", "streaming", "prompt_cache"]
+ToolName = Literal[
+    "read_file", "list_dir", "search_code", "grep", "edit_file", "create_file", "delete_file", "run_check"
+]
+MissingKeyPolicy = Literal["local", "error"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Price(_Strict):
+    """USD per one million tokens. Cached reads and cache writes default to the input price when absent."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cached_input: float | None = Field(default=None, ge=0)
+    cache_write: float | None = Field(default=None, ge=0)
+
+
+class ModelConfig(_Strict):
+    """One entry of the model catalogue, addressed by its alias."""
+
+    model: str = Field(description="LiteLLM model id, e.g. 'deepseek/deepseek-chat' or 'openai/my-model'.")
+    api_base: str | None = None
+    key_env: str | None = Field(default=None, description="Environment variable holding the API key.")
+    price: Price | None = None
+    context_window: int = Field(default=8192, gt=0)
+    capabilities: list[Capability] = Field(default_factory=lambda: ["streaming"])
+    local: bool = False
+    max_concurrency: int = Field(default=4, ge=1)
+
+    @property
+    def provider(self) -> str:
+        """The provider part of the LiteLLM id ('anthropic', 'openai', 'local', ...)."""
+        return self.model.split("/", 1)[0] if "/" in self.model else "openai"
+
+    def supports(self, capability: Capability) -> bool:
+        return capability in self.capabilities
+
+
+class AgentConfig(_Strict):
+    """An agent prototype: which model plays which role, with which prompt and tools."""
+
+    description: str = ""
+    role: str
+    model: str
+    fallbacks: list[str] = Field(default_factory=list)
+    prompt: str = Field(description="Prompt file name, looked up in the repo's prompts/ then the shipped ones.")
+    tools: list[ToolName] = Field(default_factory=list)
+    temperature: float = Field(default=0.2, ge=0, le=2)
+    max_output_tokens: int = Field(default=4096, gt=0)
+    output: Literal["text", "json"] = "text"
+    output_schema: str | None = Field(default=None, description="JSON schema file when output = 'json'.")
+    enabled: bool = True
+
+
+class SwitchWhen(_Strict):
+    """Conditions under which the router prefers the secondary agent. Any one that holds is enough."""
+
+    tokens_over: int | None = Field(default=None, ge=0)
+    complexity_over: float | None = Field(default=None, ge=0, le=1)
+    speed_priority_over: float | None = Field(default=None, ge=0, le=1)
+    cost_sensitivity_over: float | None = Field(default=None, ge=0, le=1)
+    needs_vision: bool | None = None
+
+
+class RoutingRule(_Strict):
+    """One row of the decision matrix: a task type, its primary and secondary agents, when to switch."""
+
+    task_type: str
+    description: str = ""
+    primary: str
+    secondary: str | None = None
+    switch_when: SwitchWhen = Field(default_factory=SwitchWhen)
+
+
+class RoutingConfig(_Strict):
+    """The decision matrix plus the feedback loop's settings."""
+
+    default_task_type: str = "module_generation"
+    learn_from_outcomes: bool = True
+    min_samples: int = Field(default=5, ge=1)
+    rules: list[RoutingRule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_task_types(self) -> RoutingConfig:
+        seen: set[str] = set()
+        for rule in self.rules:
+            if rule.task_type in seen:
+                raise ValueError(f"task type '{rule.task_type}' appears in two routing rules")
+            seen.add(rule.task_type)
+        if self.rules and self.default_task_type not in seen:
+            raise ValueError(f"default_task_type '{self.default_task_type}' has no routing rule")
+        return self
+
+
+class BudgetConfig(_Strict):
+    """Spending limits in USD; absent means no limit."""
+
+    per_run_usd: float | None = Field(default=None, gt=0)
+    per_day_usd: float | None = Field(default=None, gt=0)
+
+
+class PrivacyConfig(_Strict):
+    """What may leave the machine."""
+
+    redact_secrets: bool = True
+    local_only: bool = False
+
+
+class CacheConfig(_Strict):
+    """The on-disk response cache."""
+
+    enabled: bool = True
+    dir: str | None = Field(default=None, description="Default: the user cache folder.")
+    ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    size_limit_mb: int = Field(default=512, gt=0)
+
+
+class GatewayConfig(_Strict):
+    """Reliability settings for every model call."""
+
+    timeout_s: float = Field(default=120.0, gt=0)
+    max_retries: int = Field(default=2, ge=0, le=10)
+    backoff_initial_s: float = Field(default=0.5, ge=0)
+    backoff_max_s: float = Field(default=30.0, ge=0)
+    breaker_failures: int = Field(default=3, ge=1)
+    breaker_cooldown_s: float = Field(default=60.0, ge=0)
+    missing_key: MissingKeyPolicy = "local"
+    local_alias: str = "local"
+    delta_interval_ms: int = Field(default=50, ge=0)
+
+
+class IndexConfig(_Strict):
+    """The repository index."""
+
+    embedding_model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    model_path: str | None = Field(default=None, description="Folder holding the ONNX model (offline loading).")
+    url: str | None = Field(default=None, description="Qdrant server URL; empty means the embedded store.")
+    api_key_env: str | None = None
+    max_file_bytes: int = Field(default=1_000_000, gt=0)
+    ignore: list[str] = Field(default_factory=list, description="Extra gitignore-style patterns.")
+
+
+class ChecksConfig(_Strict):
+    """Check commands agents may run (tests, lint) and their time limit."""
+
+    commands: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float = Field(default=300.0, gt=0)
+
+
+class Settings(_Strict):
+    """The whole configuration after layering."""
+
+    models: dict[str, ModelConfig]
+    agents: dict[str, AgentConfig]
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+    index: IndexConfig = Field(default_factory=IndexConfig)
+    checks: ChecksConfig = Field(default_factory=ChecksConfig)
+    # The layer names that produced these settings, lowest first (for `aether doctor`).
+    _sources: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def sources(self) -> list[str]:
+        return list(self._sources)
+
+    @model_validator(mode="after")
+    def _references_exist(self) -> Settings:
+        for name, agent in self.agents.items():
+            for alias in (agent.model, *agent.fallbacks):
+                if alias not in self.models:
+                    raise ValueError(
+                        f"agent '{name}' uses model '{alias}', which is not in [models] "
+                        f"(known: {', '.join(sorted(self.models))})"
+                    )
+        for rule in self.routing.rules:
+            for agent_name in filter(None, (rule.primary, rule.secondary)):
+                if agent_name not in self.agents:
+                    raise ValueError(
+                        f"routing rule '{rule.task_type}' names agent '{agent_name}', which is not in [agents]"
+                    )
+        if self.gateway.missing_key == "local" and self.gateway.local_alias not in self.models:
+            raise ValueError(f"gateway.local_alias '{self.gateway.local_alias}' is not in [models]")
+        return self
+
+    def agents_using(self, alias: str) -> list[str]:
+        """Names of the agents whose model or fallbacks include `alias`."""
+        return [n for n, a in self.agents.items() if alias == a.model or alias in a.fallbacks]

@@ -1,0 +1,1 @@
+"""The ledger: SQLite history of calls (and, with the orchestrator, runs and subtasks)."""
