@@ -58,7 +58,7 @@ class AgentConfig(_Strict):
     role: str
     model: str
     fallbacks: list[str] = Field(default_factory=list)
-    prompt: str = Field(description="Prompt file name, looked up in the repo's prompts/ then the shipped ones.")
+    prompt: str = Field(description="Prompt file: a path inside the repository, else a shipped prompt name.")
     tools: list[ToolName] = Field(default_factory=list)
     temperature: float = Field(default=0.2, ge=0, le=2)
     max_output_tokens: int = Field(default=4096, gt=0)
