@@ -11,6 +11,7 @@ import sys
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from aetherflow import __version__
 from aetherflow.errors import AetherError
@@ -57,9 +58,9 @@ def main() -> None:
         sys.exit(1)
     except AetherError as exc:
         err = Console(stderr=True)
-        err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
         if exc.hint:
-            err.print(f"  [yellow]→[/] {exc.hint}", highlight=False)
+            err.print(f"  [yellow]→[/] {escape(exc.hint)}", highlight=False)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted")

@@ -8,6 +8,7 @@ Every leaf remembers which layer set it, so a validation error names the file an
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -130,13 +131,22 @@ def _allowed_keys(loc: KeyPath) -> list[str]:
     return []
 
 
+# A whole-model check (a reference between tables) names the key it is about at the start of its message.
+_KEYED_MESSAGE = re.compile(r"^(?:Value error, )?`([\w.\-]+)`: (.*)$", re.DOTALL)
+
+
 def _describe(exc: ValidationError, origin: dict[KeyPath, str]) -> str:
     lines = []
     for error in exc.errors():
         loc = tuple(str(part) for part in error["loc"])
+        keyed = _KEYED_MESSAGE.match(error["msg"]) if error["type"] == "value_error" else None
+        if keyed:
+            loc = (*loc, *keyed.group(1).split("."))
         key = ".".join(loc) or "(top level)"
         source = _origin_of(loc, origin)
-        if error["type"] == "extra_forbidden":
+        if keyed:
+            detail = keyed.group(2)
+        elif error["type"] == "extra_forbidden":
             allowed = _allowed_keys(loc)
             detail = "unknown key" + (f"; expected one of: {', '.join(allowed)}" if allowed else "")
         elif error["type"] == "missing":
@@ -156,13 +166,23 @@ def collect_layers(
     repo_root: Path | None,
     flags: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
+    repo_config: Mapping[str, Any] | None = None,
 ) -> list[Layer]:
-    """The layers that apply here, lowest priority first; missing files are simply absent."""
+    """The layers that apply here, lowest priority first; missing files are simply absent.
+
+    `repo_config`, when given, stands in for the content of the repository's `aetherflow.toml` (an edit not yet
+    written), so a change can be validated in its full context before it touches the file.
+    """
     layers = [Layer(str(DEFAULTS_FILE), read_toml(DEFAULTS_FILE))]
-    candidates = [paths.user_config_file()]
+    user_file = paths.user_config_file()
+    if user_file.is_file():
+        layers.append(Layer(str(user_file), read_toml(user_file)))
     if repo_root is not None:
-        candidates.append(repo_config_file(repo_root))
-    layers += [Layer(str(path), read_toml(path)) for path in candidates if path.is_file()]
+        repo_file = repo_config_file(repo_root)
+        if repo_config is not None:
+            layers.append(Layer(str(repo_file), dict(repo_config)))
+        elif repo_file.is_file():
+            layers.append(Layer(str(repo_file), read_toml(repo_file)))
     layers.append(env_layer(os.environ if environ is None else environ))
     if flags:
         layers.append(Layer("command line", dict(flags)))
@@ -173,9 +193,13 @@ def load_settings(
     repo_root: Path | None = None,
     flags: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
+    repo_config: Mapping[str, Any] | None = None,
 ) -> Settings:
-    """Build the Settings for `repo_root` (None outside a repository). Raises ConfigError naming file and key."""
-    layers = collect_layers(repo_root, flags, environ)
+    """Build the Settings for `repo_root` (None outside a repository). Raises ConfigError naming file and key.
+
+    `repo_config` replaces the repository file's content (see `collect_layers`).
+    """
+    layers = collect_layers(repo_root, flags, environ, repo_config)
     merged = _Merged()
     for layer in layers:
         _merge(merged, layer)

@@ -183,21 +183,26 @@ class Settings(_Strict):
 
     @model_validator(mode="after")
     def _references_exist(self) -> Settings:
+        # Messages start with the offending key in backticks: the loader uses it to name the file that set it.
         for name, agent in self.agents.items():
-            for alias in (agent.model, *agent.fallbacks):
+            for key, alias in [("model", agent.model), *(("fallbacks", a) for a in agent.fallbacks)]:
                 if alias not in self.models:
                     raise ValueError(
-                        f"agent '{name}' uses model '{alias}', which is not in [models] "
+                        f"`agents.{name}.{key}`: agent '{name}' uses model '{alias}', which is not in [models] "
                         f"(known: {', '.join(sorted(self.models))})"
                     )
-        for rule in self.routing.rules:
-            for agent_name in filter(None, (rule.primary, rule.secondary)):
-                if agent_name not in self.agents:
+        for index, rule in enumerate(self.routing.rules):
+            for key, agent_name in (("primary", rule.primary), ("secondary", rule.secondary)):
+                if agent_name is not None and agent_name not in self.agents:
                     raise ValueError(
-                        f"routing rule '{rule.task_type}' names agent '{agent_name}', which is not in [agents]"
+                        f"`routing.rules.{index}.{key}`: routing rule '{rule.task_type}' names agent "
+                        f"'{agent_name}', which is not in [agents]"
                     )
         if self.gateway.missing_key == "local" and self.gateway.local_alias not in self.models:
-            raise ValueError(f"gateway.local_alias '{self.gateway.local_alias}' is not in [models]")
+            raise ValueError(
+                f"`gateway.local_alias`: '{self.gateway.local_alias}' is not in [models] "
+                f"(known: {', '.join(sorted(self.models))})"
+            )
         return self
 
     def agents_using(self, alias: str) -> list[str]:
