@@ -114,8 +114,88 @@ class IndexProgress(Event):
     total: int
 
 
+TaskState = Literal["pending", "running", "retrying", "done", "failed", "skipped"]
+RunStatus = Literal["planning", "running", "validating", "review", "applied", "discarded", "failed", "cancelled"]
+
+
+class RunStarted(Event):
+    """A run began: its request and budget."""
+
+    kind: Literal["run_started"] = "run_started"
+    request: str
+    budget_usd: float | None = None
+
+
+class PlanReady(Event):
+    """The plan was made and checked. `plan` is Plan.model_dump(); `routes` maps task id to its route."""
+
+    kind: Literal["plan_ready"] = "plan_ready"
+    plan: dict
+    routes: dict[str, dict] = Field(default_factory=dict)
+
+
+class TaskStateChanged(Event):
+    """A subtask moved to a new state; `detail` says why (error, retry reason, skip reason)."""
+
+    kind: Literal["task_state"] = "task_state"
+    state: TaskState
+    agent: str | None = None
+    alias: str | None = None
+    attempt: int = 1
+    detail: str = ""
+
+
+class ToolExecuted(Event):
+    """An agent's tool ran; `summary` is a short, already-truncated description of its result."""
+
+    kind: Literal["tool_executed"] = "tool_executed"
+    name: str
+    arguments: str
+    ok: bool
+    summary: str
+
+
+class ValidationFinished(Event):
+    """A validation step (syntax or a configured check) finished."""
+
+    kind: Literal["validation"] = "validation"
+    step: str
+    ok: bool
+    output: str = ""
+
+
+class ChangeSetReady(Event):
+    """The run's change set is ready for review: per-file added/removed line counts."""
+
+    kind: Literal["changeset_ready"] = "changeset_ready"
+    files: dict[str, tuple[int, int]] = Field(default_factory=dict)
+
+
+class RunFinished(Event):
+    """A run ended with a status, its total cost and a one-line message."""
+
+    kind: Literal["run_finished"] = "run_finished"
+    status: RunStatus
+    cost_usd: float = 0.0
+    message: str = ""
+
+
 AnyEvent = Annotated[
-    CallStarted | CallTextDelta | CallToolCall | CallRetry | CallFallback | CallFinished | CallFailed | IndexProgress,
+    CallStarted
+    | CallTextDelta
+    | CallToolCall
+    | CallRetry
+    | CallFallback
+    | CallFinished
+    | CallFailed
+    | IndexProgress
+    | RunStarted
+    | PlanReady
+    | TaskStateChanged
+    | ToolExecuted
+    | ValidationFinished
+    | ChangeSetReady
+    | RunFinished,
     Field(discriminator="kind"),
 ]
 EVENT_ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)

@@ -1,0 +1,1 @@
+"""The orchestrator: plan models and checks, planner, router, scheduler, agent tool loop, synthesis."""
