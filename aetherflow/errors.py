@@ -63,3 +63,15 @@ class RepoIndexError(AetherError):
 
 class UnsafePathError(AetherError):
     """A path resolves outside the repository or into a protected location."""
+
+
+class ApplyConflictError(AetherError):
+    """Applying or undoing would overwrite a file the user changed in the meantime."""
+
+
+class PlanError(AetherError):
+    """The orchestrator could not produce a valid plan, even after a repair round."""
+
+
+class RunInterrupted(AetherError):
+    """A run stopped before the end (budget reached, every provider down, Ctrl-C); it can be resumed."""
