@@ -1,7 +1,8 @@
-"""SQLite ledger of every model call, fed by gateway events.
+"""SQLite ledger: every model call (fed by gateway events), every run, subtask and review outcome.
 
-It is what the daily budget is measured against and what `aether stats` reads. One file per repository under
-`.aetherflow/`; WAL mode so a reader (the TUI, `aether stats`) never blocks a writer.
+It is what the daily budget is measured against, what `aether runs` and `aether stats` read, and what the router
+learns from. One file per repository under `.aetherflow/`; WAL mode so a reader (the TUI, `aether stats`) never
+blocks a writer. Reads live in `queries.py` and aggregates in `stats.py`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ import datetime as dt
 import json
 import sqlite3
 import threading
+import time
 from pathlib import Path
+from typing import Any
 
 from aetherflow import paths
 from aetherflow.events import CallFailed, CallFinished, Event, EventBus
@@ -42,15 +45,49 @@ CREATE TABLE IF NOT EXISTS calls (
 );
 CREATE INDEX IF NOT EXISTS calls_day ON calls(day);
 CREATE INDEX IF NOT EXISTS calls_run ON calls(run_id);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    request TEXT NOT NULL,
+    status TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    ended_at REAL,
+    budget_usd REAL,
+    plan TEXT,
+    summary TEXT,
+    message TEXT
+);
+CREATE TABLE IF NOT EXISTS tasks (
+    run_id TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    task_type TEXT,
+    agent TEXT,
+    alias TEXT,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 1,
+    validation_first_try INTEGER,
+    error TEXT,
+    started_at REAL,
+    ended_at REAL,
+    cost_usd REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (run_id, task_id)
+);
+CREATE TABLE IF NOT EXISTS outcomes (
+    run_id TEXT NOT NULL,
+    path TEXT NOT NULL,
+    accepted INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    PRIMARY KEY (run_id, path)
+);
 """
 
 
-def _day(ts: float) -> str:
+def day_of(ts: float) -> str:
+    """The local calendar day of a timestamp, as the ledger groups spend."""
     return dt.datetime.fromtimestamp(ts).date().isoformat()
 
 
 class Ledger:
-    """Append-only record of calls. Safe to use from several threads."""
+    """Append-mostly record of calls, runs, subtasks and outcomes. Safe to use from several threads."""
 
     def __init__(self, db_path: Path) -> None:
         self.path = db_path
@@ -60,8 +97,12 @@ class Ledger:
             db_path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(SCHEMA)
+
+    # --- events -------------------------------------------------------------------------------------------
 
     def attach(self, bus: EventBus) -> None:
         """Record every finished or failed call published on `bus`."""
@@ -76,47 +117,91 @@ class Ledger:
     def record_finished(self, e: CallFinished) -> None:
         """Store one successful call."""
         u = e.usage
-        self._insert(
-            call_id=e.call_id, ts=e.ts, day=_day(e.ts), run_id=e.run_id, task_id=e.task_id, agent=e.agent,
+        self._insert("calls", dict(
+            call_id=e.call_id, ts=e.ts, day=day_of(e.ts), run_id=e.run_id, task_id=e.task_id, agent=e.agent,
             alias=e.alias, model_id=e.model_id, status="ok", prompt_tokens=u.prompt_tokens,
             completion_tokens=u.completion_tokens, cached_read_tokens=u.cached_read_tokens,
             cache_write_tokens=u.cache_write_tokens, cost_usd=e.cost_usd, latency_s=e.latency_s, ttft_s=e.ttft_s,
             cache_hit=int(e.cache_hit), retries=e.retries, fallbacks=json.dumps(e.fallbacks),
             redactions=e.redactions,
-        )
+        ))
 
     def record_failed(self, e: CallFailed) -> None:
         """Store one failed call with whatever it cost before failing."""
-        self._insert(
-            call_id=e.call_id, ts=e.ts, day=_day(e.ts), run_id=e.run_id, task_id=e.task_id, alias=e.alias,
+        self._insert("calls", dict(
+            call_id=e.call_id, ts=e.ts, day=day_of(e.ts), run_id=e.run_id, task_id=e.task_id, alias=e.alias,
             status="failed", cost_usd=e.cost_usd, error=e.error,
-        )
+        ))
 
-    def _insert(self, **columns: object) -> None:
+    # --- runs, tasks, outcomes ------------------------------------------------------------------------------
+
+    def start_run(self, run_id: str, request: str, budget_usd: float | None) -> None:
+        """Record a new run (or restart a resumed one)."""
+        self._upsert("runs", dict(run_id=run_id, request=request, status="planning", started_at=time.time(),
+                                  budget_usd=budget_usd), key=("run_id",))
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        """Set some of: status, ended_at, plan (a dict, stored as JSON), summary, message."""
+        if "plan" in fields and not isinstance(fields["plan"], str):
+            fields["plan"] = json.dumps(fields["plan"])
+        sets = ", ".join(f"{name} = ?" for name in fields)
+        with self._lock:
+            self._db.execute(f"UPDATE runs SET {sets} WHERE run_id = ?", (*fields.values(), run_id))
+
+    def record_task(self, run_id: str, task_id: str, **fields: Any) -> None:
+        """Insert or replace a subtask's row (task_type, agent, alias, status, attempts, validation_first_try,
+        error, started_at, ended_at, cost_usd)."""
+        self._upsert("tasks", dict(run_id=run_id, task_id=task_id, **fields), key=("run_id", "task_id"))
+
+    def record_outcomes(self, run_id: str, accepted: list[str], rejected: list[str]) -> None:
+        """What the user accepted and rejected in review."""
+        now = time.time()
+        for path, ok in [(p, 1) for p in accepted] + [(p, 0) for p in rejected]:
+            self._upsert("outcomes", dict(run_id=run_id, path=path, accepted=ok, ts=now), key=("run_id", "path"))
+
+    # --- plumbing -----------------------------------------------------------------------------------------
+
+    def _insert(self, table: str, columns: dict[str, Any]) -> None:
         names = ", ".join(columns)
         marks = ", ".join("?" for _ in columns)
         with self._lock:
-            self._db.execute(f"INSERT INTO calls ({names}) VALUES ({marks})", tuple(columns.values()))
+            self._db.execute(f"INSERT INTO {table} ({names}) VALUES ({marks})", tuple(columns.values()))
+
+    def _upsert(self, table: str, columns: dict[str, Any], key: tuple[str, ...]) -> None:
+        names = ", ".join(columns)
+        marks = ", ".join("?" for _ in columns)
+        updates = ", ".join(f"{n} = excluded.{n}" for n in columns if n not in key)
+        sql = f"INSERT INTO {table} ({names}) VALUES ({marks}) ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+        with self._lock:
+            self._db.execute(sql, tuple(columns.values()))
+
+    def query(self, sql: str, *args: Any) -> list[sqlite3.Row]:
+        """Run a read query under the ledger's lock (used by queries.py and stats.py)."""
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def scalar(self, sql: str, *args: Any) -> float:
+        """The first column of the first row of a read query, as a float (0 when NULL)."""
+        rows = self.query(sql, *args)
+        return float(rows[0][0] or 0) if rows else 0.0
 
     def spent_today_usd(self) -> float:
         """Total cost of today's calls (local time), failed ones included."""
-        return self._scalar("SELECT COALESCE(SUM(cost_usd), 0) FROM calls WHERE day = ?", _day(dt.datetime.now().timestamp()))
+        return self.scalar("SELECT SUM(cost_usd) FROM calls WHERE day = ?", day_of(time.time()))
 
     def total_cost_usd(self, run_id: str | None = None) -> float:
         """Total cost recorded, for one run or overall."""
         if run_id is None:
-            return self._scalar("SELECT COALESCE(SUM(cost_usd), 0) FROM calls")
-        return self._scalar("SELECT COALESCE(SUM(cost_usd), 0) FROM calls WHERE run_id = ?", run_id)
+            return self.scalar("SELECT SUM(cost_usd) FROM calls")
+        return self.scalar("SELECT SUM(cost_usd) FROM calls WHERE run_id = ?", run_id)
 
-    def call_count(self) -> int:
-        """Number of calls recorded."""
-        return int(self._scalar("SELECT COUNT(*) FROM calls"))
-
-    def _scalar(self, sql: str, *args: object) -> float:
-        with self._lock:
-            row = self._db.execute(sql, args).fetchone()
-        return float(row[0])
+    def call_count(self, run_id: str | None = None) -> int:
+        """Number of calls recorded, for one run or overall."""
+        if run_id is None:
+            return int(self.scalar("SELECT COUNT(*) FROM calls"))
+        return int(self.scalar("SELECT COUNT(*) FROM calls WHERE run_id = ?", run_id))
 
     def close(self) -> None:
+        """Close the database connection."""
         with self._lock:
             self._db.close()
