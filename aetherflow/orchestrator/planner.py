@@ -1,0 +1,147 @@
+"""The planner: the orchestrator agent turns a request and its repository context into a checked Plan.
+
+The system prompt and the repository context come first and are marked as the stable prefix, so providers with
+prompt caching (Anthropic) bill them at the cached rate when the same repository is planned again. The gateway
+already repairs a reply that does not match the Plan schema; what the schema cannot express (unique ids, known
+dependencies, no cycles, known types and agents) gets one repair round here, with the exact problems.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+from pydantic import BaseModel, Field
+
+from aetherflow.config.models import AgentConfig, Settings
+from aetherflow.errors import ConfigError, PlanError
+from aetherflow.llm.types import CallRequest, CallResult, Message
+from aetherflow.orchestrator.plan import MAX_TASKS, Plan, check_plan
+from aetherflow.prompts import load_prompt
+
+PLANNER_AGENT = "orchestrator"
+
+
+class PlanContext(BaseModel):
+    """What the planner is shown about the repository besides the request."""
+
+    repo_map: str
+    chunks: list[str]
+    past_solutions: list[str] = Field(default_factory=list)
+    images: int = Field(default=0, ge=0, description="How many images the user attached to the request.")
+
+
+class PlanGateway(Protocol):
+    """The part of the model gateway the planner uses."""
+
+    async def complete(self, request: CallRequest) -> CallResult: ...
+
+
+async def make_plan(
+    gateway: PlanGateway,
+    settings: Settings,
+    request: str,
+    context: PlanContext,
+    *,
+    run_id: str | None = None,
+    repo_root: Path | None = None,
+) -> Plan:
+    """Ask the orchestrator agent for a plan of `request`; one repair round if the plan has problems.
+
+    Raises PlanError naming every remaining problem when the repaired plan is still invalid. `repo_root` lets a
+    repository override the shipped orchestrator prompt.
+    """
+    agent = planner_agent(settings)
+    messages = plan_messages(settings, agent, request, context, repo_root)
+    plan = await _ask(gateway, messages, run_id)
+    problems = check_plan(plan, settings)
+    if not problems:
+        return plan
+    messages = [*messages, Message(role="assistant", content=plan.model_dump_json()),
+                Message(role="user", content=repair_text(problems))]
+    repaired = await _ask(gateway, messages, run_id)
+    remaining = check_plan(repaired, settings)
+    if remaining:
+        raise PlanError(
+            "The orchestrator's plan is still invalid after a repair round: " + "; ".join(remaining) + ".",
+            "Run it again with a more specific request, or give the orchestrator agent a stronger model "
+            f"(`aether agents edit {PLANNER_AGENT} --model ALIAS`).",
+        )
+    return repaired
+
+
+def planner_agent(settings: Settings) -> AgentConfig:
+    """The orchestrator agent's configuration, or a clear error when it is missing or disabled."""
+    agent = settings.agents.get(PLANNER_AGENT)
+    if agent is None or not agent.enabled:
+        raise ConfigError(
+            f"Planning needs the '{PLANNER_AGENT}' agent, which is missing or disabled.",
+            f"Enable it in aetherflow.toml ([agents.{PLANNER_AGENT}] enabled = true) or add it with "
+            "`aether agents add`.",
+        )
+    return agent
+
+
+def plan_messages(
+    settings: Settings, agent: AgentConfig, request: str, context: PlanContext, repo_root: Path | None = None
+) -> list[Message]:
+    """System prompt and repository context (the cacheable prefix), then the routing vocabulary and the request."""
+    return [
+        Message(role="system", content=load_prompt(agent.prompt, repo_root), cache_prefix=True),
+        Message(role="user", content=context_text(context), cache_prefix=True),
+        Message(role="user", content=request_text(settings, request, context.images)),
+    ]
+
+
+def context_text(context: PlanContext) -> str:
+    """The repository map, retrieved chunks and past solutions as one Markdown document."""
+    parts = []
+    if context.repo_map.strip():
+        parts.append("# Repository map\n\n" + context.repo_map.strip())
+    if context.chunks:
+        parts.append("# Retrieved code\n\n" + "\n\n---\n\n".join(c.strip() for c in context.chunks))
+    if context.past_solutions:
+        parts.append("# Past solutions in this repository\n\n" + "\n\n---\n\n".join(
+            s.strip() for s in context.past_solutions))
+    return "\n\n".join(parts) or "# Repository context\n\n(none available: the repository is not indexed)"
+
+
+def request_text(settings: Settings, request: str, images: int) -> str:
+    """The task types and agents the plan may use, the limits, and the request itself."""
+    types = "\n".join(
+        f"- {rule.task_type}: {rule.description or 'no description'}" for rule in settings.routing.rules
+    )
+    agents = "\n".join(
+        f"- {name}: {agent.description or agent.role}"
+        for name, agent in settings.agents.items()
+        if agent.enabled and name != PLANNER_AGENT
+    )
+    lines = [
+        "Task types (set `type` of every subtask to one of these):", types, "",
+        "Agents (optional `agent` hint per subtask; the router makes the final choice):", agents, "",
+        f"At most {MAX_TASKS} subtasks. Ids are short (letters, digits, '_', '.', '-'); `depends_on` lists only ids "
+        "of this plan and never forms a cycle.",
+    ]
+    if images:
+        lines.append(f"The user attached {images} image(s); set needs_vision = true on subtasks that must see them.")
+    lines += ["", "Request:", request.strip()]
+    return "\n".join(lines)
+
+
+def repair_text(problems: list[str]) -> str:
+    """The repair round's message: every problem, exactly, and what to send back."""
+    listed = "\n".join(f"- {p}" for p in problems)
+    return (
+        f"Your plan has these problems:\n{listed}\n\n"
+        "Reply with the whole corrected plan as JSON, fixing every problem and keeping the rest unchanged."
+    )
+
+
+async def _ask(gateway: PlanGateway, messages: list[Message], run_id: str | None) -> Plan:
+    result = await gateway.complete(
+        CallRequest(messages=messages, agent=PLANNER_AGENT, output_schema=Plan, run_id=run_id)
+    )
+    if not isinstance(result.parsed, Plan):
+        # The gateway raises StructuredOutputError when it cannot parse; a non-Plan here is a gateway bug.
+        raise TypeError(f"the gateway returned {type(result.parsed).__name__} for a Plan request")
+    return result.parsed
