@@ -20,6 +20,7 @@ from aetherflow.events import EventBus
 if TYPE_CHECKING:
     from aetherflow.ledger.store import Ledger
     from aetherflow.llm.gateway import Gateway
+    from aetherflow.llm.redact import Redactor
 
 
 class Services:
@@ -69,6 +70,13 @@ class Services:
             spent_today_usd=spent_today,
             cache_dir=self._cache_dir(),
         )
+
+    @cached_property
+    def redactor(self) -> Redactor:
+        """The secret redactor used for everything leaving towards a non-local model (tool output included)."""
+        from aetherflow.llm.redact import redactor_for
+
+        return redactor_for(self.settings, self.environ)
 
     def _cache_dir(self) -> Path:
         configured = self.settings.cache.dir

@@ -328,12 +328,9 @@ class ModelCaller:
 
     def _get_redactor(self) -> Redactor:
         if self._redactor is None:
-            from aetherflow.llm.redact import Redactor
+            from aetherflow.llm.redact import redactor_for
 
-            names = {m.key_env for m in self._settings.models.values() if m.key_env}
-            if self._settings.index.api_key_env:
-                names.add(self._settings.index.api_key_env)
-            self._redactor = Redactor(known_secrets=sorted(v for n in names if (v := self._environ.get(n))))
+            self._redactor = redactor_for(self._settings, self._environ)
         return self._redactor
 
     def publish_started(self, state: CallState, prepared: Prepared, reserved_usd: float) -> None:

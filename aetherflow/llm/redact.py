@@ -16,11 +16,12 @@ import logging
 import os
 import re
 import string
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from aetherflow import paths
+from aetherflow.config.models import Settings
 from aetherflow.llm.redact_patterns import PLACEHOLDER_PREFIX, Rule, builtin_rules
 from aetherflow.llm.types import ImagePart, Message, TextPart, ToolCall
 
@@ -202,3 +203,11 @@ _PROCESS_KEY = os.urandom(_KEY_BYTES)
 
 def _process_key() -> bytes:
     return _PROCESS_KEY
+
+
+def redactor_for(settings: Settings, environ: Mapping[str, str]) -> Redactor:
+    """A Redactor that also knows the values of every configured key variable present in `environ`."""
+    names = {m.key_env for m in settings.models.values() if m.key_env}
+    if settings.index.api_key_env:
+        names.add(settings.index.api_key_env)
+    return Redactor(known_secrets=sorted(v for n in names if (v := environ.get(n))))
