@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# One command from a fresh clone: install AetherFlow with the embedded local model, copy the demo app into a
+# new git repository, index it, and run a request end to end on the embedded defaults (no API key needed).
+# Set AETHER_DEMO_DIR to choose where the demo repository goes; provider keys in the environment are used if set.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+
+if [ ! -x .venv/bin/aether ]; then
+  echo "==> Installing AetherFlow into $root/.venv (the first install compiles llama-cpp-python: ~5 min)"
+  python3 -m venv .venv
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -e ".[local,dev]"
+fi
+aether="$root/.venv/bin/aether"
+
+demo="${AETHER_DEMO_DIR:-$(mktemp -d)/demo-app}"
+echo "==> Demo repository: $demo"
+mkdir -p "$demo"
+cp -R examples/demo-app/. "$demo/"
+cd "$demo"
+if [ ! -d .git ]; then
+  git init -q
+  git add -A
+  git -c user.name="AetherFlow demo" -c user.email="demo@example.invalid" commit -qm "Demo app"
+fi
+
+# Offline machines: use the embedding model shipped beside the project when there is one; elsewhere fastembed
+# downloads it on first use.
+shared_model="$root/../shared/models/all-MiniLM-L6-v2-onnx"
+if [ -z "${AETHER_INDEX__MODEL_PATH:-}" ] && [ -d "$shared_model" ]; then
+  export AETHER_INDEX__MODEL_PATH="$shared_model"
+fi
+
+"$aether" doctor || true
+echo "==> Indexing"
+"$aether" index
+echo "==> Searching"
+"$aether" search "create a session token" -k 3
+echo "==> Running a request (review is automatic here: --yes applies what the models produce)"
+"$aether" run "Add a logout_all(username) function to app/auth.py that ends every session of that user" --yes --no-tui
+echo "==> What changed"
+git --no-pager diff --stat
+"$aether" stats
