@@ -67,3 +67,5 @@ class LiveRunView:
 
     def __exit__(self, *exc: object) -> None:
         self._live.__exit__(None, None, None)
+        if not self.console.is_terminal:
+            self.console.line()  # redirected output: the last frame ends without a newline

@@ -37,6 +37,9 @@ from aetherflow.llm.types import Usage
 __all__ = ["MODEL_ID", "LocalTransport", "llama_response_format", "local_model_status", "plain_messages"]
 
 TOOLS_REFUSED = "model 'local' does not support tool calls"
+# Bounds of JSON-schema strings and arrays in the grammar (see grammar_bounds).
+GRAMMAR_MAX_LENGTH = 120
+GRAMMAR_MAX_ITEMS = 1
 
 
 class _Done:
@@ -243,7 +246,33 @@ def llama_response_format(response_format: dict[str, Any] | None) -> dict[str, A
         schema = (response_format.get("json_schema") or {}).get("schema")
     else:
         raise TransportError(f"model 'local' does not support response_format type {kind!r}")
-    return {"type": "json_object", "schema": schema} if schema else {"type": "json_object"}
+    return {"type": "json_object", "schema": grammar_bounds(schema)} if schema else {"type": "json_object"}
+
+
+def grammar_bounds(node: Any) -> Any:
+    """`node` (a JSON schema) as the grammar of a 135M model can carry it: only the required properties of each
+    object, and every maxLength and maxItems lowered to GRAMMAR_MAX_LENGTH / GRAMMAR_MAX_ITEMS.
+
+    llama.cpp expands bounded repetitions into nested rules and rejects a grammar whose repetitions multiply past
+    its limit (the Plan schema's 2000-character descriptions across 30 tasks do), and llama-cpp-python then
+    crashes the process instead of raising. The grammar does not bound numbers either, and a model this small
+    fills every optional field and all the room it is given with noise (repeating one plan task until the ids
+    clash), so optional fields are left to their defaults and arrays hold one item: it plans one subtask.
+    Tighter bounds (never below a minLength / minItems) still satisfy the original schema, so the reply is
+    validated against it unchanged.
+    """
+    if isinstance(node, list):
+        return [grammar_bounds(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: grammar_bounds(value) for key, value in node.items()}
+    if isinstance(out.get("properties"), dict) and isinstance(out.get("required"), list):
+        out["properties"] = {k: v for k, v in out["properties"].items() if k in out["required"]}
+    for bound, floor, limit in (("maxLength", "minLength", GRAMMAR_MAX_LENGTH),
+                                ("maxItems", "minItems", GRAMMAR_MAX_ITEMS)):
+        if isinstance(out.get(bound), int):
+            out[bound] = max(min(out[bound], limit), out.get(floor) or 0)
+    return out
 
 
 def plain_messages(messages: list[dict[str, Any]]) -> list[dict[str, str]]:

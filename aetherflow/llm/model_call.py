@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -99,10 +100,14 @@ class ModelCaller:
         if cached is not None:
             items = self._replay(state, prepared, cached)
         else:
+            setup_started = time.monotonic()
             try:
                 transport = await self._transport_for(prepared.model)
             except ModelUnavailableError as exc:
                 raise ModelFailed(alias, exc.message, "unavailable", exc) from exc
+            # Creating a transport the first time imports LiteLLM (seconds): that is start-up, not the
+            # provider's latency, so it is left out of the call's latency and time to first token.
+            state.started_at += time.monotonic() - setup_started
             items = self._attempts(state, prepared, transport)
         async with aclosing(items) as stream:
             async for item in stream:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from aetherflow.errors import RunInterrupted
+from aetherflow.errors import AetherError, BudgetExceededError, ModelUnavailableError, RunInterrupted
 from aetherflow.events import ChangeSetReady, Event, PlanReady, RunFinished, RunStarted, RunStatus
 from aetherflow.ledger.queries import LedgerOutcomeStats, past_solutions
 from aetherflow.orchestrator.context import RunContext
@@ -78,7 +78,15 @@ class Pipeline:
         finally:
             context.close()
         router, remaining = self.router(), self.services.gateway.budget.remaining_usd
-        return plan, {task.id: router.route(task, remaining) for task in plan.tasks}
+        routes: dict[str, RouteDecision] = {}
+        for task in plan.tasks:
+            try:
+                routes[task.id] = router.route(task, remaining)
+            except (BudgetExceededError, ModelUnavailableError):
+                # Left unrouted: the scheduler routes it again when it is ready, then skips it ("budget reached",
+                # resumable) or fails it with this reason, instead of the whole run failing before it starts.
+                continue
+        return plan, routes
 
     # ---- running ------------------------------------------------------------------------------------------
 
@@ -93,6 +101,13 @@ class Pipeline:
             return await self._run(state)
         except asyncio.CancelledError:
             self._end(state, "cancelled", f"Cancelled; nothing was applied. Resume with `aether run --resume {state.run_id}`.")
+            raise
+        except AetherError as exc:
+            # A failure before the verdict (every model down while planning, a plan error) still ends the run
+            # on record, saved, so `aether runs` does not show it as planning forever and it can be resumed.
+            # RunInterrupted comes from the verdict itself, which has already ended the run.
+            if not isinstance(exc, RunInterrupted):
+                self._end(state, "failed", f"{exc.message} Resume with `aether run --resume {state.run_id}`.")
             raise
         finally:
             trace.close()
@@ -112,6 +127,8 @@ class Pipeline:
             plan, routes = await self.plan(state.request, state.run_id, images=len(state.images))
             state.plan, state.routes = plan, {k: v.model_dump() for k, v in routes.items()}
             self._save(state, "running", plan=plan.model_dump())
+        else:
+            self._save(state, "running")  # a resumed run: the ledger row was reset by start_run
         self._publish(PlanReady(run_id=state.run_id, plan=state.plan.model_dump(), routes=state.routes))
         workspace = self._workspace(state)
         context = RunContext(self.repo_root, self.services.settings, self.services.environ)

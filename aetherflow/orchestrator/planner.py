@@ -9,14 +9,14 @@ dependencies, no cycles, known types and agents) gets one repair round here, wit
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
 from aetherflow.config.models import AgentConfig, Settings
 from aetherflow.errors import ConfigError, PlanError
 from aetherflow.llm.types import CallRequest, CallResult, Message
-from aetherflow.orchestrator.plan import MAX_TASKS, Plan, check_plan
+from aetherflow.orchestrator.plan import MAX_TASKS, Plan, TaskSpec, check_plan
 from aetherflow.prompts import load_prompt
 
 PLANNER_AGENT = "orchestrator"
@@ -53,13 +53,14 @@ async def make_plan(
     """
     agent = planner_agent(settings)
     messages = plan_messages(settings, agent, request, context, repo_root)
-    plan = await _ask(gateway, messages, run_id)
+    schema = plan_schema(settings)
+    plan = await _ask(gateway, messages, run_id, schema)
     problems = check_plan(plan, settings)
     if not problems:
         return plan
     messages = [*messages, Message(role="assistant", content=plan.model_dump_json()),
                 Message(role="user", content=repair_text(problems))]
-    repaired = await _ask(gateway, messages, run_id)
+    repaired = await _ask(gateway, messages, run_id, schema)
     remaining = check_plan(repaired, settings)
     if remaining:
         raise PlanError(
@@ -137,11 +138,26 @@ def repair_text(problems: list[str]) -> str:
     )
 
 
-async def _ask(gateway: PlanGateway, messages: list[Message], run_id: str | None) -> Plan:
+def plan_schema(settings: Settings) -> type[Plan]:
+    """Plan, with each subtask's `type` limited to the routing table's task types, so that a model with a
+    JSON-schema mode (or a grammar, for the local model) cannot invent one. Instances are still Plans."""
+    types = tuple(rule.task_type for rule in settings.routing.rules)
+    if not types:
+        return Plan
+    typed_task = create_model(
+        "TaskSpec", __base__=TaskSpec,
+        type=(Literal[types], Field(description="A task type of the routing table.")),  # type: ignore[valid-type]
+    )
+    return create_model(
+        "Plan", __base__=Plan, tasks=(list[typed_task], Field(min_length=1, max_length=MAX_TASKS)),  # type: ignore[valid-type]
+    )
+
+
+async def _ask(gateway: PlanGateway, messages: list[Message], run_id: str | None, schema: type[Plan]) -> Plan:
     result = await gateway.complete(
-        CallRequest(messages=messages, agent=PLANNER_AGENT, output_schema=Plan, run_id=run_id)
+        CallRequest(messages=messages, agent=PLANNER_AGENT, output_schema=schema, run_id=run_id)
     )
     if not isinstance(result.parsed, Plan):
         # The gateway raises StructuredOutputError when it cannot parse; a non-Plan here is a gateway bug.
         raise TypeError(f"the gateway returned {type(result.parsed).__name__} for a Plan request")
-    return result.parsed
+    return Plan.model_validate(result.parsed.model_dump())

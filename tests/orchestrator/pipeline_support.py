@@ -48,8 +48,11 @@ def task(task_id: str, description: str, *, depends_on: list[str] | None = None,
 
 
 def _task_marker(req: RecordedRequest, markers: dict[str, Any]) -> str | None:
+    # A description starts "MARK-X: ..."; a dependent's messages also hold "MARK-X done" (its dependency's
+    # output), so the marker followed by a colon identifies the subtask itself.
     text = json.dumps(req.body.get("messages", []))
-    return next((m for m in markers if m in text), None)
+    own = next((m for m in markers if f"{m}:" in text), None)
+    return own or next((m for m in markers if m in text), None)
 
 
 def team_script(plan: dict[str, Any], edits: dict[str, list[Edit]],
@@ -86,3 +89,22 @@ def team_script(plan: dict[str, Any], edits: dict[str, list[Edit]],
 def services_for(repo: Path, server: Any, **overrides: Any) -> Services:
     settings = scripted_settings(server, **overrides)
     return Services(settings, repo, environ=scripted_environ())
+
+
+def tree_state(repo: Path) -> tuple[dict[str, bytes], str]:
+    """Every file's bytes outside .git and .aetherflow, and `git status --porcelain`: what "untouched" means."""
+    files = {
+        p.relative_to(repo).as_posix(): p.read_bytes()
+        for p in sorted(repo.rglob("*"))
+        if p.is_file() and not {".git", ".aetherflow"} & set(p.relative_to(repo).parts)
+    }
+    return files, git(repo, "status", "--porcelain", "--untracked-files=all")
+
+
+def scripted_config_toml(server: Any, **overrides: Any) -> str:
+    """An aetherflow.toml that points the catalogue and every agent at `server` (for `aether` subprocesses)."""
+    import tomlkit
+
+    from aetherflow.testing.settings import deep_merge, scripted_flags
+
+    return tomlkit.dumps(deep_merge(scripted_flags(server.base_url), overrides))

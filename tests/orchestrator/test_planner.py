@@ -54,6 +54,9 @@ async def test_a_valid_plan_comes_back_parsed(scripted_server: ScriptedServer) -
     body = request.body
     assert body["model"] == "strong"  # the orchestrator agent's model in the scripted settings
     assert body["response_format"]["json_schema"]["name"] == "Plan"
+    # The schema only admits the routing table's task types, so a model cannot invent one.
+    task_type = body["response_format"]["json_schema"]["schema"]["$defs"]["TaskSpec"]["properties"]["type"]
+    assert task_type["enum"] == [rule.task_type for rule in gw.settings.routing.rules]
     system, context, ask = (m["content"] for m in body["messages"])
     assert "You are the orchestrator of AetherFlow" in str(system)
     assert "# Repository map" in str(context) and "def login(user, password)" in str(context)
@@ -100,7 +103,7 @@ async def test_a_plan_with_a_cycle_gets_one_repair_round_with_the_exact_problem(
 
 
 async def test_still_invalid_after_repair_is_a_plan_error_naming_the_problems(scripted_server: ScriptedServer) -> None:
-    unknown = {"summary": "s", "tasks": [task("a", type="poetry"), task("b", ["ghost"], agent="wizard")]}
+    unknown = {"summary": "s", "tasks": [task("a"), task("a"), task("b", ["ghost"], agent="wizard")]}
     scripted_server.enqueue(Reply(json=CYCLE), Reply(json=unknown))
     gw = gateway(scripted_server)
 
@@ -109,7 +112,7 @@ async def test_still_invalid_after_repair_is_a_plan_error_naming_the_problems(sc
 
     message = caught.value.message
     assert "still invalid after a repair round" in message
-    assert "task 'a' has type 'poetry'" in message
+    assert "task id 'a' is used more than once" in message
     assert "task 'b' depends on 'ghost', which is not a task of this plan" in message
     assert "task 'b' names agent 'wizard'" in message
     assert "aether agents edit orchestrator" in (caught.value.hint or "")
