@@ -19,7 +19,7 @@ from typing import Literal, Protocol
 from pydantic import BaseModel, Field
 
 from aetherflow.config.models import AgentConfig
-from aetherflow.llm.types import CallRequest, CallResult, Message, ToolCall, Usage
+from aetherflow.llm.types import CallRequest, CallResult, ImagePart, Message, ToolCall, Usage
 from aetherflow.orchestrator import text_protocol
 from aetherflow.orchestrator.agent_prompt import initial_messages, render_task
 from aetherflow.orchestrator.plan import TaskSpec
@@ -240,6 +240,7 @@ async def run_agent(
     extra_note: str | None = None,
     agent_name: str | None = None,
     protocol_prompt: str | None = None,
+    images: list[ImagePart] | None = None,
 ) -> AgentResult:
     """Run one subtask's tool loop on model `alias` and report how it ended.
 
@@ -257,6 +258,6 @@ async def run_agent(
     task_text = render_task(task, dependency_outputs, extra_note, tool_names=tool_names, supports_tools=supports_tools)
     loop.messages = initial_messages(
         system_prompt=system_prompt, protocol=None if supports_tools else protocol_prompt, context=context,
-        task_text=task_text,
+        task_text=task_text, images=images,
     )
     return await loop.run()

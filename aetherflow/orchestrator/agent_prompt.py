@@ -8,7 +8,7 @@ injection; what makes an injection harmless is that the loop only ever runs the 
 
 from __future__ import annotations
 
-from aetherflow.llm.types import Message
+from aetherflow.llm.types import ImagePart, Message, TextPart
 from aetherflow.orchestrator.plan import TaskSpec
 from aetherflow.orchestrator.tools import truncate_middle
 
@@ -67,8 +67,10 @@ def initial_messages(
     protocol: str | None,
     context: str,
     task_text: str,
+    images: list[ImagePart] | None = None,
 ) -> list[Message]:
-    """System prompt (plus the text protocol when the model has no tool calling), context, then the task."""
+    """System prompt (plus the text protocol when the model has no tool calling), context, then the task (with
+    the user's images when the subtask needs vision; the router only sends those to vision-capable models)."""
     system = system_prompt.strip()
     if protocol:
         system = f"{system}\n\n{protocol.strip()}"
@@ -76,5 +78,8 @@ def initial_messages(
     if context.strip():
         framed = f"Repository context for your task. {DATA_NOTICE}\n\n<context>\n{context.strip()}\n</context>"
         messages.append(Message(role="user", content=framed, cache_prefix=True))
-    messages.append(Message(role="user", content=task_text))
+    if images:
+        messages.append(Message(role="user", content=[TextPart(text=task_text), *images]))
+    else:
+        messages.append(Message(role="user", content=task_text))
     return messages

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from aetherflow.errors import AetherError
 from aetherflow.events import ValidationFinished
+from aetherflow.llm.types import ImagePart
 from aetherflow.orchestrator.agent import AgentLimits, AgentResult, run_agent
 from aetherflow.orchestrator.context import RunContext
 from aetherflow.orchestrator.plan import TaskSpec
@@ -41,13 +42,15 @@ class TaskExecutor:
     """The scheduler's RunTask: one attempt of one subtask in the run's workspace."""
 
     def __init__(self, services: Services, workspace: Workspace, context: RunContext, run_id: str,
-                 limits: AgentLimits | None = None) -> None:
+                 limits: AgentLimits | None = None, images: list[ImagePart] | None = None) -> None:
         self.services = services
         self.workspace = workspace
         self.context = context
         self.run_id = run_id
         self.limits = limits or AgentLimits()
         self.records: dict[str, TaskRecord] = {}
+        # The user's images go only to subtasks that need vision (the router gave those a vision model).
+        self.images = images or []
 
     async def __call__(
         self, task: TaskSpec, route: RouteDecision, deps: dict[str, TaskOutcome], attempt: int
@@ -88,6 +91,7 @@ class TaskExecutor:
             toolbox=toolbox, limits=self.limits,
             supports_tools=settings.models[route.alias].supports("tools"),
             run_id=self.run_id, extra_note=note, agent_name=route.agent,
+            images=self.images if task.needs_vision else None,
         )
 
     def _check(self, task_id: str, paths: list[str]) -> list[CheckResult]:

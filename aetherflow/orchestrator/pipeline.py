@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from aetherflow.errors import AetherError, BudgetExceededError, ModelUnavailableError, RunInterrupted
 from aetherflow.events import ChangeSetReady, Event, PlanReady, RunFinished, RunStarted, RunStatus
+from aetherflow.llm.images import image_part
 from aetherflow.ledger.queries import LedgerOutcomeStats, past_solutions
 from aetherflow.orchestrator.context import RunContext
 from aetherflow.orchestrator.executor import TaskExecutor
@@ -145,7 +146,8 @@ class Pipeline:
         return Workspace.create(self.repo_root, state.run_id)
 
     async def _schedule(self, state: RunState, workspace: Workspace, context: RunContext) -> dict[str, TaskOutcome]:
-        executor = TaskExecutor(self.services, workspace, context, state.run_id)
+        images = [image_part(Path(p)) for p in state.images]
+        executor = TaskExecutor(self.services, workspace, context, state.run_id, images=images)
         assert state.plan is not None
 
         def persist(outcome: TaskOutcome) -> None:

@@ -99,3 +99,24 @@ def test_a_dirty_tree_is_kept_exactly_and_the_run_sees_it(repo, scripted_server)
     assert (repo / "notes.txt").read_text() == "untracked notes\n"
     pipeline.apply(result, {"app.py": "all", "util.py": "all"})
     assert (repo / "app.py").read_text() == dirty.replace("'hi '", "'hello '")
+
+
+def test_images_reach_only_the_subtask_that_needs_vision(repo, scripted_server, tmp_path):
+    image = tmp_path / "mockup.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 16)
+    plan = plan_json([
+        {**task("a", "MARK-A: make greet say hello"), "needs_vision": True},
+        task("b", "MARK-B: make double triple"),
+    ])
+    scripted_server.script = team_script(plan, {"MARK-A": EDITS["MARK-A"], "MARK-B": EDITS["MARK-B"]})
+    vision = ["tools", "json_schema", "streaming", "vision"]
+    pipeline = Pipeline(services_for(repo, scripted_server, models={"strong": {"capabilities": vision}}))
+
+    result = asyncio.run(pipeline.run("match the mockup", images=[image]))
+
+    assert result.status == "review", result.message
+    by_task = {m: [r for r in scripted_server.requests if f"{m}:" in json.dumps(r.body.get("messages", []))]
+               for m in ("MARK-A", "MARK-B")}
+    assert by_task["MARK-A"] and all(r.body["model"] == "strong" for r in by_task["MARK-A"])
+    assert "data:image/png;base64," in json.dumps(by_task["MARK-A"][0].body)
+    assert by_task["MARK-B"] and "data:image" not in json.dumps([r.body for r in by_task["MARK-B"]])
