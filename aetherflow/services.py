@@ -18,6 +18,7 @@ from aetherflow.errors import NotARepositoryError
 from aetherflow.events import EventBus
 
 if TYPE_CHECKING:
+    from aetherflow.index.search import Retriever
     from aetherflow.ledger.store import Ledger
     from aetherflow.llm.gateway import Gateway
     from aetherflow.llm.redact import Redactor
@@ -31,8 +32,13 @@ class Services:
         settings: Settings,
         repo_root: Path | None,
         environ: Mapping[str, str] | None = None,
+        *,
+        light_transport: bool = False,
     ) -> None:
         self.settings = settings
+        # Short-lived callers (the pre-commit hook) reach OpenAI-compatible providers over plain httpx instead
+        # of LiteLLM, whose import alone takes seconds.
+        self.light_transport = light_transport
         self.repo_root = repo_root
         self.environ: Mapping[str, str] = os.environ if environ is None else environ
         self.bus = EventBus()
@@ -69,6 +75,7 @@ class Services:
             environ=self.environ,
             spent_today_usd=spent_today,
             cache_dir=self._cache_dir(),
+            light_transport=self.light_transport,
         )
 
     @cached_property
@@ -77,6 +84,16 @@ class Services:
         from aetherflow.llm.redact import redactor_for
 
         return redactor_for(self.settings, self.environ)
+
+    @cached_property
+    def retriever(self) -> Retriever | None:
+        """Search over the repository index (None outside a repository). Check `exists()` before searching,
+        and `close()` it when done so that a background index update can open the embedded store."""
+        if self.repo_root is None:
+            return None
+        from aetherflow.index.search import Retriever
+
+        return Retriever(self.repo_root, self.settings.index, environ=self.environ)
 
     def _cache_dir(self) -> Path:
         configured = self.settings.cache.dir

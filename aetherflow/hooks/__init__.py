@@ -1,0 +1,1 @@
+"""Git hooks: a generic installer (`installer`) and the entry points the installed scripts call."""

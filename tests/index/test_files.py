@@ -1,0 +1,133 @@
+"""Which files the index reads, and the reason given for every skipped one."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from index_support import commit, git, write
+
+from aetherflow.index import files, gitrepo
+from aetherflow.index.files import PathRules, SkippedFile, decode_source, list_committed, list_worktree
+
+MAX = 1_000
+
+
+def _committed(repo: Path, extra_ignore: list[str] | None = None) -> files.Listing:
+    head = gitrepo.head_commit(repo)
+    assert head is not None
+    return list_committed(repo, head, PathRules(repo, extra_ignore or []), MAX)
+
+
+def _reasons(listing: files.Listing) -> dict[str, str]:
+    return {s.path: s.reason for s in listing.skipped}
+
+
+def test_committed_listing_applies_path_rules(make_repo) -> None:
+    repo = make_repo(
+        {
+            "src/app.py": "def main():\n    return 1\n",
+            "node_modules/lib/index.js": "module.exports = 1;\n",
+            "vendor/github.com/x/y.go": "package y\n",
+            "static/app.min.js": "var a=1;\n",
+            "package-lock.json": "{}\n",
+            "poetry.lock": "# lock\n",
+            "dist/bundle.js": "x\n",
+            "big.txt": "x" * (MAX + 1),
+            "secret/keys.py": "KEY = 1\n",
+            "notes/todo.md": "# todo\n",
+            ".aetherignore": "secret/\n",
+        }
+    )
+    listing = _committed(repo, extra_ignore=["notes/"])
+    reasons = _reasons(listing)
+    assert {c.path for c in listing.candidates} == {"src/app.py", ".aetherignore"}
+    assert reasons == {
+        "node_modules/lib/index.js": "vendored",
+        "vendor/github.com/x/y.go": "vendored",
+        "static/app.min.js": "generated",
+        "package-lock.json": "generated",
+        "poetry.lock": "generated",
+        "dist/bundle.js": "generated",
+        "big.txt": "too_large",
+        "secret/keys.py": "ignored",
+        "notes/todo.md": "ignored",
+    }
+    blob = git(repo, "rev-parse", "HEAD:src/app.py").stdout.strip()
+    assert next(c for c in listing.candidates if c.path == "src/app.py").blob_sha == blob
+
+
+def test_gitignored_files_are_never_listed(make_repo) -> None:
+    repo = make_repo({".gitignore": "build/\n*.log\n", "a.py": "x = 1\n"})
+    write(repo, {"build/out.py": "y = 2\n", "debug.log": "log\n", "new.py": "z = 3\n"})
+    worktree = list_worktree(repo, PathRules(repo, []), MAX)
+    assert {c.path for c in worktree.candidates} == {".gitignore", "a.py", "new.py"}
+    assert {c.path for c in _committed(repo).candidates} == {".gitignore", "a.py"}
+
+
+def test_symlinks_are_classified(make_repo, tmp_path: Path) -> None:
+    repo = make_repo({"real.py": "x = 1\n"})
+    outside = tmp_path / "outside.py"
+    outside.write_text("secret = 1\n")
+    os.symlink(outside, repo / "escape.py")
+    os.symlink("loop.py", repo / "loop.py")
+    os.symlink("real.py", repo / "alias.py")
+    commit(repo, message="links")
+    reasons = _reasons(_committed(repo))
+    assert reasons == {"escape.py": "symlink_outside", "loop.py": "symlink_loop", "alias.py": "symlink"}
+    worktree_reasons = _reasons(list_worktree(repo, PathRules(repo, []), MAX))
+    assert worktree_reasons == reasons
+
+
+def test_submodule_is_skipped(make_repo) -> None:
+    inner = make_repo({"lib.py": "x = 1\n"}, name="inner")
+    repo = make_repo({"main.py": "y = 2\n"})
+    git(repo, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(inner), "deps/inner")
+    commit(repo, message="submodule")
+    assert _reasons(_committed(repo)) == {"deps/inner": "submodule"}
+    worktree = list_worktree(repo, PathRules(repo, []), MAX)
+    assert _reasons(worktree)["deps/inner"] == "submodule"
+    assert "deps/inner/lib.py" not in {c.path for c in worktree.candidates}
+
+
+def test_worktree_listing_hashes_like_git(make_repo) -> None:
+    repo = make_repo({"a.py": "x = 1\n", "gone.py": "y = 1\n"})
+    write(repo, {"a.py": "x = 2\n", "gone.py": None, "untracked.py": "z = 1\n"})
+    listing = list_worktree(repo, PathRules(repo, []), MAX)
+    by_path = {c.path: c.blob_sha for c in listing.candidates}
+    assert set(by_path) == {"a.py", "untracked.py"}
+    expected = git(repo, "hash-object", "a.py").stdout.strip()
+    assert by_path["a.py"] == expected
+
+
+def test_unreadable_worktree_file_is_skipped(make_repo) -> None:
+    repo = make_repo({"ok.py": "x = 1\n", "locked.py": "y = 1\n"})
+    (repo / "locked.py").chmod(0)
+    try:
+        if os.access(repo / "locked.py", os.R_OK):
+            pytest.skip("running as root: chmod cannot make a file unreadable")
+        listing = list_worktree(repo, PathRules(repo, []), MAX)
+    finally:
+        (repo / "locked.py").chmod(0o644)
+    assert _reasons(listing) == {"locked.py": "unreadable"}
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00", "binary"),
+        (b"caf\xe9 = 1\n", "invalid_utf8"),
+        (b"# Code generated by protoc-gen-go. DO NOT EDIT.\npackage x\n", "generated"),
+        (b"// @generated\nexport const x = 1;\n", "generated"),
+    ],
+)
+def test_content_rules(data: bytes, reason: str) -> None:
+    outcome = decode_source("f.txt", data)
+    assert isinstance(outcome, SkippedFile)
+    assert outcome.reason == reason
+
+
+def test_content_rules_keep_ordinary_text() -> None:
+    text = '"""Signals generated later in the module are listed below."""\n\n\n\n\n\n# auto-generated? no\n'
+    assert decode_source("m.py", b"\xef\xbb\xbf" + text.encode()) == text
