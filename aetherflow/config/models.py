@@ -15,6 +15,9 @@ ToolName = Literal[
     "read_file", "list_dir", "search_code", "grep", "edit_file", "create_file", "delete_file", "run_check"
 ]
 MissingKeyPolicy = Literal["local", "error"]
+# Severities of review findings, lowest first; "never" as a blocking threshold means findings only inform.
+ReviewSeverity = Literal["low", "medium", "high"]
+BlockOn = Literal["never", "low", "medium", "high"]
 
 
 class _Strict(BaseModel):
@@ -162,6 +165,18 @@ class ChecksConfig(_Strict):
     timeout_s: float = Field(default=300.0, gt=0)
 
 
+class HooksConfig(_Strict):
+    """The pre-commit review hook (`aether hook install`) and `aether review`."""
+
+    timeout_s: float = Field(default=15.0, gt=0, description="Time budget; past it the commit goes ahead, unreviewed.")
+    block_on: BlockOn = Field(
+        default="never", description="Lowest model-finding severity that blocks the commit; secrets always block."
+    )
+    model_review: bool = Field(default=True, description="false: only the local secret scan runs (no model call).")
+    use_local_model: bool = Field(default=True, description="Review with the local model when no key is set.")
+    max_diff_chars: int = Field(default=60_000, ge=1000, description="Longer diffs are cut, with a note to the model.")
+
+
 class Settings(_Strict):
     """The whole configuration after layering."""
 
@@ -174,6 +189,7 @@ class Settings(_Strict):
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     index: IndexConfig = Field(default_factory=IndexConfig)
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
+    hooks: HooksConfig = Field(default_factory=HooksConfig)
     # The layer names that produced these settings, lowest first (for `aether doctor`).
     _sources: list[str] = PrivateAttr(default_factory=list)
 

@@ -60,7 +60,9 @@ class Gateway:
 
     `transports` lets tests inject {"litellm": ..., "local": ...}; by default LiteLLM serves remote models and
     the in-process local model serves `local = true` entries, each created on first use. `clock` drives the
-    circuit breakers and `rng` the backoff jitter (injectable for tests).
+    circuit breakers and `rng` the backoff jitter (injectable for tests). `light_transport` sends models of
+    OpenAI-compatible providers (openai_compat.PROFILES) over plain httpx instead of LiteLLM, whose import
+    alone takes seconds: for short-lived callers such as the pre-commit hook.
     """
 
     def __init__(
@@ -74,6 +76,7 @@ class Gateway:
         transports: Mapping[str, Transport] | None = None,
         clock: Clock = time.monotonic,
         rng: Callable[[], float] = random.random,
+        light_transport: bool = False,
     ) -> None:
         self.settings = settings
         self.bus = bus
@@ -91,7 +94,8 @@ class Gateway:
         self._injected = dict(transports or {})
         self._local_status: tuple[bool, str] | None = None
         self._caller = ModelCaller(
-            settings, bus, environ, self.budget, self.breakers, cache, self._injected, rng=rng
+            settings, bus, environ, self.budget, self.breakers, cache, self._injected, rng=rng,
+            light_transport=light_transport,
         )
 
     # ---- what will be tried ------------------------------------------------------------------------------

@@ -77,6 +77,7 @@ class ModelCaller:
         transports: Mapping[str, Transport],
         *,
         rng: Callable[[], float],
+        light_transport: bool = False,
     ) -> None:
         self._settings = settings
         self._bus = bus
@@ -89,6 +90,7 @@ class ModelCaller:
         self._slots: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Semaphore]] = {}
         self._redactor: Redactor | None = None
         self._rng = rng
+        self._light = light_transport
 
     # ---- one round on one model -------------------------------------------------------------------------
 
@@ -313,6 +315,10 @@ class ModelCaller:
     async def _transport_for(self, model: ModelConfig) -> Transport:
         """The transport for `model`, created on first use (ModelUnavailableError when it cannot exist)."""
         kind = "local" if model.local else "litellm"
+        if self._light and kind == "litellm":
+            from aetherflow.llm import openai_compat
+
+            kind = "openai_compat" if openai_compat.supports(model) else kind
         transport = self._transports.get(kind)
         if transport is not None:
             return transport
@@ -320,6 +326,10 @@ class ModelCaller:
             from aetherflow.llm.local import LocalTransport
 
             created: Transport = LocalTransport()
+        elif kind == "openai_compat":
+            from aetherflow.llm.openai_compat import OpenAICompatTransport
+
+            created = OpenAICompatTransport()
         else:
             from aetherflow.llm.litellm_transport import LiteLLMTransport
 
