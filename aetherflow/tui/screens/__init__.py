@@ -1,0 +1,1 @@
+"""The TUI's screens: run, review, session, and the modal dialogs."""
