@@ -42,7 +42,21 @@ def _root(
 
 def _register() -> None:
     # Imported for their side effect of adding commands to `app`; each module keeps its heavy imports lazy.
-    from aetherflow.cli import agents, ask, doctor, init_cmd, models  # noqa: F401
+    from aetherflow.cli import (  # noqa: F401
+        agents,
+        ask,
+        doctor,
+        hook_cmd,
+        index_cmd,
+        init_cmd,
+        models,
+        review_cmd,
+        run_cmd,
+        runs_cmd,
+        search_cmd,
+        stats_cmd,
+        tui_cmd,
+    )
 
 
 def main() -> None:
