@@ -2,6 +2,9 @@
 
 With an index: a ranked repository map and hybrid-search chunks. Without one: the list of tracked files, so a
 plan can still be made (the README tells users to run `aether index` for better plans).
+
+An index that cannot be used (missing, damaged, a server whose key is not set) never fails a run: the run goes on
+without retrieved context.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from aetherflow.config.models import Settings
-from aetherflow.errors import RepoIndexError
+from aetherflow.errors import AetherError
 from aetherflow.index.search import Retriever, SearchHit
 from aetherflow.orchestrator.plan import TaskSpec
 from aetherflow.orchestrator.planner import PlanContext
@@ -37,15 +40,19 @@ class RunContext:
         self._retriever = Retriever(repo_root, settings.index, environ)
         try:
             self.available = self._retriever.exists()
-        except RepoIndexError:
+        except AetherError:
             self.available = False
 
     def plan_context(self, request: str, past_solutions: list[str], images: int = 0) -> PlanContext:
         """The planner's view: repository map, chunks relevant to the request, past solutions."""
         if not self.available:
             return PlanContext(repo_map=self._file_list(), chunks=[], past_solutions=past_solutions, images=images)
+        try:
+            repo_map = self._retriever.repo_map(token_budget=MAP_TOKENS)
+        except AetherError:
+            repo_map = self._file_list()
         return PlanContext(
-            repo_map=self._retriever.repo_map(token_budget=MAP_TOKENS),
+            repo_map=repo_map,
             chunks=self.search_code(request, PLAN_CHUNKS),
             past_solutions=past_solutions,
             images=images,
@@ -63,7 +70,7 @@ class RunContext:
             return []
         try:
             return [format_hit(hit) for hit in self._retriever.search(query, k=k)]
-        except RepoIndexError:
+        except AetherError:
             return []
 
     def _file_list(self) -> str:
