@@ -8,9 +8,9 @@ loaded, so `aether doctor` and `aether --help` stay cheap.
 
 from __future__ import annotations
 
-import os
-
+import atexit
 import importlib.util
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,8 +109,28 @@ def load_model(path: Path, n_ctx: int, n_threads: int) -> LoadedModel:
         loaded = _LOADED.get(key)
         if loaded is None:
             loaded = _load(path, n_ctx, n_threads)
+            if not _LOADED:
+                atexit.register(_close_all)
             _LOADED[key] = loaded
         return loaded
+
+
+def _close_all() -> None:
+    """Free the loaded models before interpreter teardown, when nothing is generating.
+
+    Left to llama-cpp's own `__del__`, the models are freed after its C bindings are gone, which prints a
+    traceback on every exit. A generation still running (a cancelled call's thread) keeps its model: freeing it
+    under that thread would crash, and the process is ending anyway.
+    """
+    if not GENERATION_LOCK.acquire(timeout=1.0):
+        return
+    try:
+        with _LOAD_LOCK:
+            for loaded in _LOADED.values():
+                loaded.llama.close()
+            _LOADED.clear()
+    finally:
+        GENERATION_LOCK.release()
 
 
 def _load(path: Path, n_ctx: int, n_threads: int) -> LoadedModel:
