@@ -91,7 +91,7 @@ _TEMPLATE = re.compile(
     r"|^\d+\.\d+$"
     r"|(?i:your[_\- ]|^(?:my|example|dummy|fake|sample)[_\-])"
 )
-_MASKED = re.compile(r"\*\*\*|\.\.\.|…|xxxx|XXXX")
+_MASKED = re.compile(r"\*\*\*|\.\.\.|…|[xX]{4}")
 _HEX_COLOUR = re.compile(r"#(?:[0-9a-fA-F]{3,4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})")
 _CODE_CHARS = re.compile(r"[()\[\]{},;\"']|:$")
 _DOTTED_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
