@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -32,6 +33,11 @@ def _root() -> Path:
     return check_work_tree(Path.cwd())
 
 
+HookName = Annotated[str | None, typer.Argument(help="Which hook (default: all, or those flagged).")]
+PreCommitFlag = Annotated[bool, typer.Option("--pre-commit", help="The pre-commit review.")]
+PostCommitFlag = Annotated[bool, typer.Option("--post-commit", help="The post-commit index update.")]
+
+
 def _selected(name: str | None, pre_commit: bool, post_commit: bool) -> list[str]:
     """The hooks a command applies to: those named or flagged, else all of them.
 
@@ -45,9 +51,9 @@ def _selected(name: str | None, pre_commit: bool, post_commit: bool) -> list[str
 
 @hook_app.command("install")
 def install_command(
-    name: str = typer.Argument(None, help="Which hook (default: all, or those flagged)."),
-    pre_commit: bool = typer.Option(False, "--pre-commit", help="The pre-commit review."),
-    post_commit: bool = typer.Option(False, "--post-commit", help="The post-commit index update."),
+    name: HookName = None,
+    pre_commit: PreCommitFlag = False,
+    post_commit: PostCommitFlag = False,
 ) -> None:
     """Install hooks; an existing hook is kept and run first (chained), never overwritten."""
     from aetherflow.hooks import installer
@@ -60,9 +66,9 @@ def install_command(
 
 @hook_app.command("uninstall")
 def uninstall_command(
-    name: str = typer.Argument(None, help="Which hook (default: all, or those flagged)."),
-    pre_commit: bool = typer.Option(False, "--pre-commit", help="The pre-commit review."),
-    post_commit: bool = typer.Option(False, "--post-commit", help="The post-commit index update."),
+    name: HookName = None,
+    pre_commit: PreCommitFlag = False,
+    post_commit: PostCommitFlag = False,
 ) -> None:
     """Remove AetherFlow's hooks and restore the hooks they chained, if any."""
     from aetherflow.hooks import installer
