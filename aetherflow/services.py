@@ -7,7 +7,8 @@ LiteLLM; `aether ask` never opens the index unless one exists).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -104,8 +105,20 @@ def build_services(
     cwd: Path | None = None,
     flags: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
+    on_notice: Callable[[str], None] | None = None,
 ) -> Services:
-    """Find the repository around `cwd`, load the layered settings, and return the wired services."""
+    """Find the repository around `cwd`, load the layered settings, and return the wired services.
+
+    When the repository's aetherflow.toml is not trusted and some of its keys were ignored, `on_notice` gets the
+    warning (default: printed on stderr, so it never mixes with JSON on stdout).
+    """
     repo_root = paths.find_repo_root(cwd)
     settings = load_settings(repo_root, flags=flags, environ=environ)
+    notice = settings.repo_trust.notice() if settings.repo_trust is not None else None
+    if notice:
+        (on_notice or _warn)(notice)
     return Services(settings, repo_root, environ=environ)
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)

@@ -51,10 +51,16 @@ def _repo(folder: Path, env: dict[str, str], config: dict[str, Any]) -> Path:
     repo.mkdir()
     _git(repo, env, "init", "-q", "-b", "main")
     (repo / "aetherflow.toml").write_text(tomlkit.dumps(config))
+    _trust(repo, env)
     (repo / "a.py").write_text("x = 0\n")
     _git(repo, env, "add", "a.py")
     _git(repo, env, "commit", "-q", "--no-verify", "-m", "initial")
     return repo
+
+
+def _trust(repo: Path, env: dict[str, str]) -> None:
+    # The hook honours the file's models only once the user trusts it; this bench is that user.
+    subprocess.run([sys.executable, "-m", "aetherflow", "trust"], cwd=repo, env=env, check=True, capture_output=True)
 
 
 def _timed_commits(repo: Path, env: dict[str, str], runs: int, start: int) -> list[float]:

@@ -32,6 +32,9 @@ if [ -z "${AETHER_INDEX__MODEL_PATH:-}" ] && [ -d "$shared_model" ]; then
   export AETHER_INDEX__MODEL_PATH="$shared_model"
 fi
 
+# The demo's aetherflow.toml names its test command. A repository's file can point models at other hosts or add
+# commands, so AetherFlow honours those keys only once you trust it; you have read this one, so trust it.
+"$aether" trust
 "$aether" doctor || true
 echo "==> Indexing"
 "$aether" index

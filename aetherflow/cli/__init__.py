@@ -55,6 +55,7 @@ def _register() -> None:
         runs_cmd,
         search_cmd,
         stats_cmd,
+        trust_cmd,
         tui_cmd,
     )
 

@@ -76,6 +76,22 @@ def check_config(repo_root: Path | None, environ: Mapping[str, str]) -> tuple[Ch
     return Check("config", "ok", f"valid; layers read: {layers}"), settings
 
 
+def check_trust(settings: Settings) -> Check:
+    """Whether the repository's aetherflow.toml is honoured in full (see `aether trust`)."""
+    trust = settings.repo_trust
+    if trust is None:
+        return Check("trust", "skip", f"no {paths.REPO_CONFIG_NAME}")
+    if trust.state == "trusted":
+        return Check("trust", "ok", f"{paths.REPO_CONFIG_NAME} is trusted as it is now")
+    if not trust.ignored:
+        return Check("trust", "ok", f"{paths.REPO_CONFIG_NAME} is not trusted, but sets nothing that needs trust")
+    why = "changed since you trusted it" if trust.state == "changed" else "not trusted"
+    return Check(
+        "trust", "warn", f"{paths.REPO_CONFIG_NAME} is {why}; ignored: {', '.join(trust.ignored)}",
+        "Review the file, then run `aether trust` to honour it.",
+    )
+
+
 def check_keys(settings: Settings, environ: Mapping[str, str], local_ok: bool) -> list[Check]:
     """One check per key variable the catalogue names. A missing key is a warning: the model falls back."""
     users: dict[str, list[str]] = {}
@@ -193,7 +209,9 @@ def run_checks(ping: bool, environ: Mapping[str, str]) -> list[Check]:
     if settings is None:
         checks.append(Check("keys", "skip", "configuration is invalid"))
     else:
-        checks += [*check_keys(settings, environ, local_ok), check_usable(settings, environ, local_ok)]
+        checks += [
+            check_trust(settings), *check_keys(settings, environ, local_ok), check_usable(settings, environ, local_ok),
+        ]
     checks.append(check_index(repo_root))
     if ping and settings is not None:
         import asyncio

@@ -105,6 +105,7 @@ def init(
 ) -> None:
     """Write a starter aetherflow.toml and the .aetherflow/ state folder (ignored by git)."""
     from aetherflow.config.editor import atomic_write_text
+    from aetherflow.config.trust import trust_repository
 
     repo_root = require_repo_root()
     target = repo_root / paths.REPO_CONFIG_NAME
@@ -117,12 +118,14 @@ def init(
     text = starter_config(checks)
     _validate(repo_root, text)
     atomic_write_text(target, text)
+    # The user asked for this file and is shown what it holds: its check commands are theirs, so honour them.
+    trust_repository(repo_root)
     paths.ensure_state_dir(repo_root)
     ignored = ensure_gitignored(repo_root)
     verb = "Added" if ignored else "Already had"
     out = console()
     for line in (
-        f"Wrote {target}" + (f" (checks: {', '.join(checks)})" if checks else ""),
+        f"Wrote {target}" + (f" (checks: {', '.join(checks)})" if checks else "") + ", trusted as written",
         f"Created {paths.state_dir(repo_root)}/",
         f"{verb} {GITIGNORE_ENTRY} in {repo_root / '.gitignore'}",
     ):

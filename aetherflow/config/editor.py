@@ -20,6 +20,7 @@ from tomlkit.items import Table
 from tomlkit.toml_document import TOMLDocument
 
 from aetherflow.config.loader import load_settings, repo_config_file
+from aetherflow.config.trust import trust_repository, trust_state
 from aetherflow.config.models import Settings
 from aetherflow.errors import ConfigError
 
@@ -118,8 +119,15 @@ class RepoConfigEditor:
         return load_settings(self.repo_root, environ=self.environ, repo_config=data)
 
     def save(self) -> Settings:
-        """Validate, then write the file atomically. On a validation error the file is not touched."""
+        """Validate, then write the file atomically. On a validation error the file is not touched.
+
+        A file that was trusted (or did not exist) stays trusted: the user made this edit through AetherFlow.
+        An untrusted one stays untrusted, because the rest of it is still content the user has not reviewed.
+        """
         rendered = self.text()
         settings = self.validate(rendered)
+        keep_trust = trust_state(self.repo_root, self.path) in ("trusted", "absent")
         atomic_write_text(self.path, rendered)
+        if keep_trust and rendered:
+            trust_repository(self.repo_root, self.path)
         return settings

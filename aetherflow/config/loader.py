@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from aetherflow import paths
 from aetherflow.config.models import Settings
+from aetherflow.config.trust import RepoTrust, filter_untrusted, trust_state
 from aetherflow.errors import ConfigError
 
 DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
@@ -34,6 +35,8 @@ class Layer:
 
     name: str
     data: dict[str, Any]
+    # Set on the repository's layer: its trust state and the keys left out because the file is not trusted.
+    trust: RepoTrust | None = None
 
 
 @dataclass
@@ -170,8 +173,10 @@ def collect_layers(
 ) -> list[Layer]:
     """The layers that apply here, lowest priority first; missing files are simply absent.
 
-    `repo_config`, when given, stands in for the content of the repository's `aetherflow.toml` (an edit not yet
-    written), so a change can be validated in its full context before it touches the file.
+    The repository's file is honoured in full only when the user trusts it (see `trust.py`); otherwise its
+    sensitive keys are left out and listed in the layer's `trust`. `repo_config`, when given, stands in for the
+    content of the repository's `aetherflow.toml` (an edit the user is making through AetherFlow, not yet written),
+    so a change can be validated in its full context before it touches the file.
     """
     layers = [Layer(str(DEFAULTS_FILE), read_toml(DEFAULTS_FILE))]
     user_file = paths.user_config_file()
@@ -182,11 +187,23 @@ def collect_layers(
         if repo_config is not None:
             layers.append(Layer(str(repo_file), dict(repo_config)))
         elif repo_file.is_file():
-            layers.append(Layer(str(repo_file), read_toml(repo_file)))
+            layers.append(_repo_layer(repo_root, repo_file, layers))
     layers.append(env_layer(os.environ if environ is None else environ))
     if flags:
         layers.append(Layer("command line", dict(flags)))
     return layers
+
+
+def _repo_layer(repo_root: Path, repo_file: Path, below: list[Layer]) -> Layer:
+    data = read_toml(repo_file)
+    state = trust_state(repo_root, repo_file)
+    if state == "trusted":
+        return Layer(str(repo_file), data, RepoTrust(repo_file, state))
+    lower = _Merged()
+    for layer in below:
+        _merge(lower, layer)
+    kept, ignored = filter_untrusted(data, lower.data)
+    return Layer(str(repo_file), kept, RepoTrust(repo_file, state, ignored))
 
 
 def load_settings(
@@ -211,4 +228,5 @@ def load_settings(
             "Fix the key named above (every key is documented in aetherflow.toml.example), then run `aether doctor`.",
         ) from exc
     settings._sources = [layer.name for layer in layers]
+    settings._repo_trust = next((layer.trust for layer in layers if layer.trust is not None), None)
     return settings

@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
+from aetherflow.config.trust import RepoTrust
+
 Capability = Literal["tools", "json_schema", "vision", "streaming", "prompt_cache"]
 ToolName = Literal[
     "read_file", "list_dir", "search_code", "grep", "edit_file", "create_file", "delete_file", "run_check"
@@ -192,10 +194,17 @@ class Settings(_Strict):
     hooks: HooksConfig = Field(default_factory=HooksConfig)
     # The layer names that produced these settings, lowest first (for `aether doctor`).
     _sources: list[str] = PrivateAttr(default_factory=list)
+    # The repository file's trust state and the keys ignored because it is not trusted (config/trust.py).
+    _repo_trust: RepoTrust | None = PrivateAttr(default=None)
 
     @property
     def sources(self) -> list[str]:
         return list(self._sources)
+
+    @property
+    def repo_trust(self) -> RepoTrust | None:
+        """The `RepoTrust` of the repository's aetherflow.toml, or None when there is no such file."""
+        return self._repo_trust
 
     @model_validator(mode="after")
     def _references_exist(self) -> Settings:

@@ -42,6 +42,9 @@ def run_hook(cwd: Path | None = None, environ: Mapping[str, str] | None = None) 
         return 0
     try:
         settings = load_settings(repo_root, environ=env)
+        notice = settings.repo_trust.notice() if settings.repo_trust is not None else None
+        if notice:
+            _say(f"aether review: {notice}")
         report = review(repo_root, settings, env)
     except AetherError as exc:
         hint = f" ({exc.hint})" if exc.hint else ""

@@ -16,6 +16,16 @@ CliInvoke = Callable[..., Result]
 AetherRun = Callable[..., subprocess.CompletedProcess[str]]
 
 
+def write_trusted_config(repo: Path, text: str) -> Path:
+    """Write the repository's aetherflow.toml and trust it, as its author would (`aether trust`)."""
+    from aetherflow.config.trust import trust_repository
+
+    config = repo / "aetherflow.toml"
+    config.write_text(text)
+    trust_repository(repo)
+    return config
+
+
 def git_init(folder: Path) -> Path:
     """Create `folder` as an empty git work tree."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ import json
 import tomllib
 from pathlib import Path
 
-from cli_support import AetherRun, CliInvoke
+from cli_support import AetherRun, CliInvoke, write_trusted_config
 
 from aetherflow.config.loader import load_settings
 from aetherflow.errors import UsageError
@@ -20,7 +20,7 @@ per_run_usd = 1.5  # agreed with finance
 
 def test_add_edit_remove_round_trip_keeps_user_comments(repo: Path, cli: CliInvoke) -> None:
     config = repo / "aetherflow.toml"
-    config.write_text(USER_FILE)
+    write_trusted_config(repo, USER_FILE)
 
     added = cli("agents", "add", "reviewer", "--role", "verifier", "--model", "deepseek",
                 "--fallback", "sonnet", "--fallback", "codestral", "--tool", "read_file", "--tool", "grep",
@@ -31,7 +31,7 @@ def test_add_edit_remove_round_trip_keeps_user_comments(repo: Path, cli: CliInvo
     assert agent.prompt == "verifier.md"
     assert agent.temperature == 0.3
 
-    config.write_text(config.read_text().replace('model = "deepseek"', 'model = "deepseek"  # cheapest'))
+    write_trusted_config(repo, config.read_text().replace('model = "deepseek"', 'model = "deepseek"  # cheapest'))
     edited = cli("agents", "edit", "reviewer", "--model", "codestral", "--output", "json", "--max-output-tokens", "900")
     assert edited.exit_code == 0, edited.output
     text = config.read_text()

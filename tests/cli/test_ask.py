@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cli_support import AetherRun
+from cli_support import AetherRun, write_trusted_config
 
 from aetherflow.testing.server import Reply, ScriptedServer
 
 
 def _use_scripted_model(repo: Path, server: ScriptedServer) -> None:
-    (repo / "aetherflow.toml").write_text(
+    write_trusted_config(repo, 
         '[models.mine]\nmodel = "openai/mine"\n'
         f'api_base = "{server.base_url}"\n'
         'key_env = "MINE_API_KEY"\nprice = { input = 2.0, output = 4.0 }\n'

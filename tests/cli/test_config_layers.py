@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cli_support import AetherRun
+from cli_support import AetherRun, write_trusted_config
 
 from aetherflow import paths
 from aetherflow.config.loader import DEFAULTS_FILE, load_settings
@@ -33,7 +33,7 @@ def test_user_file_overrides_defaults(repo: Path, aether_home: Path) -> None:
 
 def test_repo_file_overrides_user_file(repo: Path) -> None:
     _user_file("[budget]\nper_run_usd = 5.0\nper_day_usd = 20.0\n")
-    (repo / "aetherflow.toml").write_text("[budget]\nper_run_usd = 3.0\n")
+    write_trusted_config(repo, "[budget]\nper_run_usd = 3.0\n")
 
     settings = load_settings(repo, environ={})
 
@@ -41,7 +41,7 @@ def test_repo_file_overrides_user_file(repo: Path) -> None:
 
 
 def test_environment_overrides_repo_file(repo: Path) -> None:
-    (repo / "aetherflow.toml").write_text("[budget]\nper_run_usd = 3.0\n[privacy]\nlocal_only = false\n")
+    write_trusted_config(repo, "[budget]\nper_run_usd = 3.0\n[privacy]\nlocal_only = false\n")
 
     settings = load_settings(repo, environ={"AETHER_BUDGET__PER_RUN_USD": "4.5", "AETHER_PRIVACY__LOCAL_ONLY": "true"})
 
@@ -59,7 +59,7 @@ def test_flags_override_environment(repo: Path) -> None:
 
 
 def test_environment_layer_reaches_the_cli(repo: Path, aether: AetherRun) -> None:
-    (repo / "aetherflow.toml").write_text("[models.deepseek]\ncontext_window = 1000\n")
+    write_trusted_config(repo, "[models.deepseek]\ncontext_window = 1000\n")
 
     result = aether("models", "--json", env={"AETHER_MODELS__DEEPSEEK__CONTEXT_WINDOW": "2000"})
 
@@ -69,7 +69,7 @@ def test_environment_layer_reaches_the_cli(repo: Path, aether: AetherRun) -> Non
 
 def test_broken_toml_names_the_file_and_line(repo: Path, aether: AetherRun) -> None:
     config = repo / "aetherflow.toml"
-    config.write_text("[budget]\nper_run_usd = 1.0\nper_day_usd = = 3\n")
+    write_trusted_config(repo, "[budget]\nper_run_usd = 1.0\nper_day_usd = = 3\n")
 
     result = aether("models")
 
@@ -80,7 +80,7 @@ def test_broken_toml_names_the_file_and_line(repo: Path, aether: AetherRun) -> N
 
 def test_wrong_type_names_file_key_found_and_expected(repo: Path, aether: AetherRun) -> None:
     config = repo / "aetherflow.toml"
-    config.write_text('[budget]\nper_run_usd = "lots"\n')
+    write_trusted_config(repo, '[budget]\nper_run_usd = "lots"\n')
 
     result = aether("agents", "list")
 
@@ -92,7 +92,7 @@ def test_wrong_type_names_file_key_found_and_expected(repo: Path, aether: Aether
 
 
 def test_unknown_key_lists_the_expected_ones(repo: Path) -> None:
-    (repo / "aetherflow.toml").write_text("[privacy]\nredact = false\n")
+    write_trusted_config(repo, "[privacy]\nredact = false\n")
 
     with pytest.raises(ConfigError) as raised:
         load_settings(repo, environ={})
@@ -112,7 +112,7 @@ def test_broken_reference_names_the_file_that_set_it(repo: Path) -> None:
 
 
 def test_repo_config_override_validates_content_not_yet_written(repo: Path) -> None:
-    (repo / "aetherflow.toml").write_text("[budget]\nper_run_usd = 3.0\n")
+    write_trusted_config(repo, "[budget]\nper_run_usd = 3.0\n")
 
     settings = load_settings(repo, environ={}, repo_config={"budget": {"per_run_usd": 9.0}})
 

@@ -7,7 +7,7 @@ import json
 import threading
 from pathlib import Path
 
-from cli_support import AetherRun
+from cli_support import AetherRun, write_trusted_config
 
 from aetherflow.cli.doctor import Check, ping_models, ping_targets
 from aetherflow.config.loader import load_settings
@@ -33,7 +33,7 @@ def test_doctor_outside_a_repository_fails_with_next_step(tmp_path: Path, aether
 
 def test_doctor_with_a_broken_config_names_the_file(repo: Path, aether: AetherRun) -> None:
     config = repo / "aetherflow.toml"
-    config.write_text("[budget\n")
+    write_trusted_config(repo, "[budget\n")
 
     result = aether("doctor")
 
@@ -44,7 +44,7 @@ def test_doctor_with_a_broken_config_names_the_file(repo: Path, aether: AetherRu
 
 
 def test_doctor_healthy_repository_passes_and_reports_keys(repo: Path, aether: AetherRun) -> None:
-    (repo / "aetherflow.toml").write_text("[budget]\nper_run_usd = 1.0\n")
+    write_trusted_config(repo, "[budget]\nper_run_usd = 1.0\n")
     (repo / ".aetherflow" / "index").mkdir(parents=True)
 
     result = aether("doctor", "--json", env={"DEEPSEEK_API_KEY": "sk-test-hidden"})
@@ -115,7 +115,7 @@ def test_doctor_ping_end_to_end_exits_1_when_a_model_fails(
     repo: Path, aether: AetherRun, scripted_server: ScriptedServer
 ) -> None:
     scripted_server.enqueue(Fault(status=401, message="bad key"))
-    (repo / "aetherflow.toml").write_text(
+    write_trusted_config(repo, 
         '[models.mine]\nmodel = "openai/mine"\n'
         f'api_base = "{scripted_server.base_url}"\n'
         'key_env = "MINE_API_KEY"\nprice = { input = 1.0, output = 1.0 }\n'

@@ -12,7 +12,7 @@ import types
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin
 
-from cli_support import PROJECT_ROOT
+from cli_support import PROJECT_ROOT, write_trusted_config
 from pydantic import BaseModel
 
 from aetherflow.config.loader import load_settings
@@ -64,7 +64,7 @@ def _instances(data: Any) -> list[dict[str, Any]]:
 
 
 def _load_as_repo_file(text: str, repo: Path) -> Settings:
-    (repo / "aetherflow.toml").write_text(text)
+    write_trusted_config(repo, text)
     return load_settings(repo, environ={})
 
 

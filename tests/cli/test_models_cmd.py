@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cli_support import AetherRun, CliInvoke
+from cli_support import AetherRun, CliInvoke, write_trusted_config
 
 SECRET = "sk-test-DO-NOT-PRINT-4f9a1c"
 
@@ -40,7 +40,7 @@ def test_models_table_shows_missing_keys_and_prices(repo: Path, cli: CliInvoke) 
 
 
 def test_model_added_by_configuration_alone_gets_litellm_price_or_unknown(repo: Path, cli: CliInvoke) -> None:
-    (repo / "aetherflow.toml").write_text(
+    write_trusted_config(repo, 
         '[models.gpt-4o]\nmodel = "openai/gpt-4o"\nkey_env = "OPENAI_API_KEY"\n\n'
         '[models.homebrew]\nmodel = "openai/homebrew-model-xyz"\napi_base = "http://127.0.0.1:9/v1"\n'
     )

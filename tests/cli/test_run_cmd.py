@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from cli_support import PROJECT_ROOT, AetherRun
+from cli_support import PROJECT_ROOT, AetherRun, write_trusted_config
 from orchestrator.pipeline_support import make_repo, plan_json, scripted_config_toml, task, team_script, tree_state
 
 from aetherflow.testing.script import Fault, RecordedRequest, Reply
@@ -34,7 +34,7 @@ UTIL_AFTER = FILES["util.py"].replace("x * 2", "x * 3")
 
 def setup_project(repo: Path, server: ScriptedServer, **overrides: object) -> Path:
     """Commit FILES and an aetherflow.toml for `server` into `repo`, and script the team."""
-    (repo / "aetherflow.toml").write_text(scripted_config_toml(server, **overrides))
+    write_trusted_config(repo, scripted_config_toml(server, **overrides))
     make_repo(repo, FILES)
     server.script = team_script(PLAN, EDITS)
     return repo

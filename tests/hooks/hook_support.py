@@ -12,6 +12,7 @@ from typing import Any
 import tomlkit
 
 import aetherflow
+from aetherflow.config.trust import trust_repository
 from aetherflow.testing.settings import SCRIPTED_KEY, SCRIPTED_KEY_ENV, deep_merge, scripted_flags
 
 PROJECT_ROOT = Path(aetherflow.__file__).resolve().parent.parent
@@ -47,6 +48,7 @@ def write_config(repo: Path, base_url: str, **overrides: Any) -> None:
     """aetherflow.toml (left untracked) pointing every agent at `base_url`, with `overrides` merged in."""
     data = deep_merge(scripted_flags(base_url), {"cache": {"enabled": False}, **overrides})
     (repo / "aetherflow.toml").write_text(tomlkit.dumps(data), encoding="utf-8")
+    trust_repository(repo)
 
 
 def stage(repo: Path, env: dict[str, str], files: dict[str, str]) -> None:
