@@ -8,22 +8,29 @@ from aetherflow import paths
 from aetherflow.errors import ConfigError
 
 
-def resolve_prompt(name: str, repo_root: Path | None) -> Path:
-    """Find prompt `name`: a file at that path inside the repository wins, else the shipped prompt of that name.
+def shipped_prompt_names() -> set[str]:
+    """File names of the prompts shipped with the package ('coder.md', 'ask.md', ...)."""
+    return {p.name for p in paths.prompts_dir().glob("*.md")}
 
-    A repository path that resolves outside the repository (through `..` or a symlink) is never used.
+
+def resolve_prompt(name: str, repo_root: Path | None) -> Path:
+    """Find prompt `name`: a shipped prompt of exactly that name, else a file at that path inside the repository.
+
+    Shipped names win so that a file which merely happens to be called `coder.md` at the root of a repository
+    (or one planted there) never replaces an agent's instructions; to use your own, configure a name that is not
+    shipped (`prompts/my-coder.md`, or `./coder.md`). A repository path that resolves outside the repository
+    (through `..` or a symlink) is never used.
     """
+    shipped_names = shipped_prompt_names()
+    if name in shipped_names:
+        return paths.prompts_dir() / name
     if repo_root is not None:
         candidate = repo_root / name
         if candidate.is_file() and paths.is_within(candidate, repo_root):
             return candidate
-    shipped = paths.prompts_dir() / name
-    if shipped.is_file():
-        return shipped
-    available = ", ".join(sorted(p.name for p in paths.prompts_dir().glob("*.md")))
     raise ConfigError(
         f"Prompt file '{name}' was found neither in the repository nor among the shipped prompts.",
-        f"Use a path relative to the repository root, or one of: {available}.",
+        f"Use a path relative to the repository root, or one of: {', '.join(sorted(shipped_names))}.",
     )
 
 
