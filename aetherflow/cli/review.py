@@ -18,6 +18,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.syntax import Syntax
 
+from aetherflow.workspace.invisible import reveal_invisible
+
 if TYPE_CHECKING:
     from aetherflow.orchestrator.pipeline import Pipeline, RunResult
     from aetherflow.services import Services
@@ -78,32 +80,44 @@ def run_cost(services: Services, run_id: str) -> RunCost:
 
 def print_result(con: Console, result: RunResult, cost: RunCost, *, message: bool = True) -> None:
     """Summary, failed subtasks, the change set per file, validation results, the message (unless the caller
-    reports it as an error) and the cost line."""
+    reports it as an error) and the cost line.
+
+    Text that models or check commands wrote passes through `reveal_invisible`: an escape sequence in a summary
+    could otherwise rewrite the terminal (erase lines, set the clipboard) and bidi controls could reorder it.
+    """
     if result.summary:
         con.print("[bold]Summary[/]")
-        con.print(escape(result.summary))
+        con.print(escape(reveal_invisible(result.summary)))
     for outcome in result.outcomes.values():
         if outcome.status != "done":
-            con.print(f"[red]✗[/] {escape(outcome.task_id)} {outcome.status}: {escape(outcome.error)}")
+            error = escape(reveal_invisible(outcome.error))
+            con.print(f"[red]✗[/] {escape(outcome.task_id)} {outcome.status}: {error}")
     changeset = result.changeset
     if changeset is not None and changeset.files:
         con.print(f"[bold]Changes[/] ({len(changeset.files)} file(s), +{changeset.added} -{changeset.removed})")
         for change in changeset.files:
-            con.print(f"  {STATUS_MARK[change.status]} {escape(change.path)} "
+            con.print(f"  {STATUS_MARK[change.status]} {escape(reveal_invisible(change.path))} "
                       f"[green]+{change.added}[/] [red]-{change.removed}[/]")
+    if changeset is not None and changeset.held_back:
+        shown = ", ".join(reveal_invisible(path) for path in changeset.held_back)
+        con.print(f"[yellow]Held back (protected: git, CI, hook or AetherFlow configuration):[/] {escape(shown)}. "
+                  "AetherFlow never applies changes to these files, not even with --yes; make the change yourself "
+                  "if it is needed.", soft_wrap=True)
     for check in result.checks:
         mark = "[green]✓[/]" if check.ok else "[red]✗[/]"
         con.print(f"{mark} check {escape(check.name)} ({check.duration_s:.1f} s)")
         if not check.ok:
-            con.print(f"[dim]{escape(check.output[-800:])}[/]")
+            con.print(f"[dim]{escape(reveal_invisible(check.output[-800:]))}[/]")
     if message and result.message:
-        con.print(escape(result.message), soft_wrap=True)
+        con.print(escape(reveal_invisible(result.message)), soft_wrap=True)
     con.print(f"[dim]{escape(cost.line())}[/]")
 
 
 def show_diff(con: Console, change: FileChange) -> None:
-    """One file's diff, syntax-highlighted."""
-    con.print(Syntax(change.diff(), "diff", theme="ansi_dark", word_wrap=True, background_color="default"))
+    """One file's diff, syntax-highlighted; bidi, zero-width and control characters shown as `<U+XXXX>`, so a
+    line that would display reordered or hidden is reviewed as it really is."""
+    text = reveal_invisible(change.diff())
+    con.print(Syntax(text, "diff", theme="ansi_dark", word_wrap=True, background_color="default"))
 
 
 def selection_lines(changeset: ChangeSet, selection: Selection) -> list[str]:
@@ -138,7 +152,8 @@ def choose_files(con: Console, changeset: ChangeSet, ask: Ask) -> Selection:
 def _decide_file(con: Console, change: FileChange, counter: str, ask: Ask,
                  selection: Selection) -> Literal["accept", "reject"] | None:
     """One file's decision; returns "accept"/"reject" when the answer covers every remaining file too."""
-    label = f"{counter} {STATUS_MARK[change.status]} {change.path} (+{change.added} -{change.removed})"
+    path = reveal_invisible(change.path)
+    label = f"{counter} {STATUS_MARK[change.status]} {path} (+{change.added} -{change.removed})"
     while True:
         answer = ask(f"{label}  {CHOICES}: ").strip()
         if answer == "d":
@@ -239,7 +254,8 @@ def result_json(result: RunResult, cost: RunCost, routes: dict[str, dict] | None
         "plan": result.plan.model_dump() if result.plan is not None else None,
         "routes": routes or {},
         "outcomes": {k: v.model_dump() for k, v in result.outcomes.items()},
-        "changeset": {"base_commit": changeset.base_commit if changeset else None, "files": files},
+        "changeset": {"base_commit": changeset.base_commit if changeset else None, "files": files,
+                      "held_back": changeset.held_back if changeset else []},
         "checks": [c.model_dump() for c in result.checks],
         "summary": result.summary,
         "cost": {"cost_usd": cost.cost_usd, "baseline_alias": cost.baseline_alias,

@@ -19,6 +19,8 @@ from aetherflow.cli._output import console, err_console, print_json
 from aetherflow.errors import UsageError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from aetherflow.ledger.queries import RunDetail
     from aetherflow.orchestrator.pipeline import Pipeline, RunResult
     from aetherflow.services import Services
@@ -131,13 +133,14 @@ def trace_validations(pipeline: Pipeline, run_id: str) -> list[dict[str, Any]]:
 def _print_detail(detail: RunDetail, routes: dict[str, dict[str, Any]], validations: list[dict[str, Any]],
                   result: RunResult | None) -> None:
     from aetherflow.cli.review import show_diff
+    from aetherflow.workspace.invisible import reveal_invisible  # model-written text must not steer the terminal
 
     con, run = console(), detail.run
     con.print(f"[bold]Run {run.run_id}[/]  {run.status}  started {_when(run.started_at)}  "
               f"cost ${run.cost_usd:.4f}  {run.calls} call(s)  accepted {run.accepted} / rejected {run.rejected}")
     con.print(f"[bold]Request:[/] {escape(run.request)}")
     if run.message:
-        con.print(escape(run.message))
+        con.print(escape(reveal_invisible(run.message)))
     _print_plan(detail.plan, routes)
     if detail.tasks:
         con.print(_tasks_table(detail.tasks))
@@ -147,7 +150,7 @@ def _print_detail(detail: RunDetail, routes: dict[str, dict[str, Any]], validati
         mark = "[green]✓[/]" if check["ok"] else "[red]✗[/]"
         con.print(f"{mark} {escape(check['step'])}" + (f" [dim]({escape(check['task_id'])})[/]" if check["task_id"] else ""))
     if detail.summary:
-        con.print("[bold]Summary[/]\n" + escape(detail.summary))
+        con.print("[bold]Summary[/]\n" + escape(reveal_invisible(detail.summary)))
     if result is not None and result.changeset is not None and result.changeset.files:
         for change in result.changeset.files:
             show_diff(con, change)
@@ -242,7 +245,7 @@ def _check_reviewable(result: RunResult) -> None:
 def undo(as_json: JsonFlag = False) -> None:
     """Revert the last applied run exactly; refuses, naming them, if those files changed since."""
     from aetherflow.cli._output import require_repo_root
-    from aetherflow.workspace.apply import recover_pending, undo_last
+    from aetherflow.workspace.apply import commits_since_apply, recover_pending, undo_last
 
     repo_root = require_repo_root()
     note = recover_pending(repo_root)
@@ -251,6 +254,9 @@ def undo(as_json: JsonFlag = False) -> None:
     record = undo_last(repo_root)
     removed = [path for path in record.files if record.before.get(path) is None]
     restored = [path for path in record.files if path not in removed]
+    commits = commits_since_apply(repo_root, record)
+    if commits:  # on stderr, so that it reaches the user with --json too
+        err_console().print(escape(_committed_note(repo_root, commits)), soft_wrap=True)
     if as_json:
         print_json({"run_id": record.run_id, "restored": restored, "removed": removed})
         return
@@ -260,3 +266,16 @@ def undo(as_json: JsonFlag = False) -> None:
         con.print(f"  restored {escape(path)}")
     for path in removed:
         con.print(f"  removed {escape(path)} (the run had created it)")
+
+
+def _committed_note(repo_root: Path, commits: list[str]) -> str:
+    """Undo restores files only: when the change was committed (and maybe pushed), say what that leaves."""
+    from aetherflow.workspace.apply import remote_branches_with
+
+    remotes = remote_branches_with(repo_root, commits[-1])
+    pushed = f", pushed to {', '.join(remotes)}" if remotes else ""
+    return (
+        f"Note: the change was committed since it was applied (commit {', '.join(commits)}{pushed}). Undo "
+        "restored your working tree only: the commit stays in history and these files now differ from HEAD. "
+        f"Commit them to record the reversal, as `git revert {commits[-1]}` would; do not rewrite pushed history."
+    )

@@ -3,8 +3,9 @@
 The list starts from git, so `.gitignore` is honoured by construction: the committed tree of HEAD by default,
 or with `worktree=True` the tracked and untracked-but-not-ignored files as they are on disk. Then, in order:
 - path rules: `.aetherignore` and `index.ignore` (gitignore syntax), vendored folders, generated names and
-  lock files, submodules, symlinks (a symlink is never followed: its target is indexed under its own path when
-  it is a tracked file, and a target outside the repository or a loop is reported as such), size limit;
+  lock files, submodules, symlinks (a symlink is never followed, nor a symlinked folder on a file's way: its
+  target is indexed under its own path when it is a tracked file, and a target outside the repository or a
+  loop is reported as such), size limit;
 - content rules, applied when a file is read: binary, invalid UTF-8, a "generated" header, unreadable.
 """
 
@@ -105,7 +106,8 @@ class PathRules:
 
         user_lines = list(extra_ignore)
         ignore_file = repo_root / AETHERIGNORE
-        if ignore_file.is_file():
+        # A `.aetherignore` linked out of the repository is not the repository's to read.
+        if ignore_file.is_file() and paths.is_within(ignore_file, repo_root):
             user_lines += ignore_file.read_text(encoding="utf-8", errors="replace").splitlines()
         self._rules = [
             ("ignored", "AetherFlow's own state", GitIgnoreSpec.from_lines([f"/{paths.STATE_DIR_NAME}/"])),
@@ -163,6 +165,9 @@ def _worktree_entry(
     full = repo_root / path
     if mode == gitrepo.MODE_SUBMODULE or path.endswith("/"):
         return SkippedFile(path=path.rstrip("/"), reason="submodule", detail="a nested git repository")
+    linked = below_symlink(repo_root, path)
+    if linked is not None:
+        return linked
     try:
         info = full.lstat()
     except FileNotFoundError:
@@ -229,8 +234,30 @@ def decode_source(path: str, data: bytes) -> str | SkippedFile:
     return text
 
 
+def below_symlink(repo_root: Path, path: str) -> SkippedFile | None:
+    """A skip for a path with a symlinked folder on the way, else None.
+
+    Git still lists a tracked `docs/notes.md` after the user replaced `docs/` by a link (to their home folder,
+    say); opening the path would follow that link, so such a file is never read.
+    """
+    parent = os.path.dirname(path)
+    if not parent:
+        return None
+    root = os.path.realpath(repo_root)
+    lexical = os.path.normpath(os.path.join(root, parent))
+    if os.path.realpath(lexical) == lexical:
+        return None
+    resolved = Path(os.path.realpath(os.path.join(root, path)))
+    if resolved != Path(root) and Path(root) not in resolved.parents:
+        return SkippedFile(path=path, reason="symlink_outside", detail="below a symlinked folder leaving the repo")
+    return SkippedFile(path=path, reason="symlink", detail="below a symlinked folder (links are never followed)")
+
+
 def read_worktree_file(repo_root: Path, path: str) -> bytes | SkippedFile:
-    """Read a work tree file, turning permission and I/O errors into a skip."""
+    """Read a work tree file, turning permission and I/O errors into a skip; never through a symlinked folder."""
+    linked = below_symlink(repo_root, path)
+    if linked is not None:
+        return linked
     try:
         return (repo_root / path).read_bytes()
     except OSError as exc:

@@ -27,8 +27,9 @@ from aetherflow.orchestrator.scheduler import Scheduler, TaskOutcome
 from aetherflow.orchestrator.synthesis import plain_summary, synthesize
 from aetherflow.orchestrator.validation import final_checks
 from aetherflow.services import Services
-from aetherflow.workspace.apply import AppliedRecord, Selection, apply_changes, commit_applied, recover_pending
+from aetherflow.workspace.apply import AppliedRecord, Selection, apply_changes, recover_pending
 from aetherflow.workspace.changeset import ChangeSet
+from aetherflow.workspace.commit import commit_applied, refuse_commit_over_user_changes
 from aetherflow.workspace.validate import CheckResult
 from aetherflow.workspace.worktree import Workspace
 
@@ -197,6 +198,8 @@ class Pipeline:
         if result.changeset is None:
             raise RunInterrupted("This run has no change set to apply.", "Run the request again.")
         workspace = Workspace.open(self.repo_root, result.run_id)
+        if commit:
+            refuse_commit_over_user_changes(self.repo_root, sorted(selection), result.run_id)
         record = apply_changes(self.repo_root, result.changeset, selection, workspace.user_snapshot)
         accepted = sorted(selection)
         rejected = [p for p in result.changeset.paths() if p not in selection]

@@ -32,8 +32,10 @@ _READ = re.compile(
 )
 _DONE = re.compile(r"^\s*[`*#]*\s*DONE[`*.!]*\s*$")
 _NAME_PREFIX = re.compile(r"^(?:#+\s*|(?:file|path|filename)\s*:\s*)", re.IGNORECASE)
-# Characters of a plausible file path; a line such as `foo.bar()` or `x=1` is code, not a file name.
-_PATH_CHARS = re.compile(r"^[\w.\-/+@]+$")
+# Characters of a plausible file path; a line such as `foo.bar()` or `x=1` is code, not a file name. Forms the
+# safety check refuses (`C:\\x`, `..\\x`, `~/x`, `%2e%2e/x`, a NUL byte) count as names too: taken for prose,
+# their block would silently go to the previous block's file; as names, the model is told why they are refused.
+_PATH_CHARS = re.compile(r"^(?:[A-Za-z]:)?[\w.\-/+@\\~%\0]+$")
 _BARE_NAMES = {"Makefile", "Dockerfile", "LICENSE", "Procfile", "Gemfile", "Rakefile", "Jenkinsfile"}
 
 
@@ -77,7 +79,7 @@ def clean_path(line: str) -> str | None:
     name = _NAME_PREFIX.sub("", line.strip()).strip().strip("`*'\"").rstrip(":").strip().strip("`*'\"")
     if not _PATH_CHARS.match(name) or len(name) > 500:
         return None
-    if "." in name or "/" in name or name in _BARE_NAMES:
+    if "." in name or "/" in name or "\\" in name or name in _BARE_NAMES:
         return name
     return None
 

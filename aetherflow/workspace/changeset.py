@@ -71,6 +71,9 @@ class ChangeSet(BaseModel):
     run_id: str
     base_commit: str | None = None
     files: list[FileChange] = Field(default_factory=list)
+    # Protected paths (git, CI, hook or AetherFlow configuration) the run tried to change or changed in its
+    # worktree: never in `files`, so never applied, even with --yes; listed so the review can say so.
+    held_back: list[str] = Field(default_factory=list)
 
     def diff(self) -> str:
         """The whole change set as one unified diff."""

@@ -6,10 +6,13 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path, PurePosixPath
+from urllib.parse import unquote
 
 from aetherflow.errors import UnsafePathError
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
+# Percent-decoding is repeated this many times at most, so '%252e%252e' (encoded twice) is seen as '..' too.
+_MAX_DECODES = 3
 _HINT = "Use a path relative to the repository root, such as 'src/app.py'."
 
 # Folders nobody but the user (and git) writes: git internals, AetherFlow state, CI definitions, hook managers.
@@ -60,6 +63,8 @@ def _normalise(user_path: str) -> str:
         raise _refuse(user_path, "is absolute; it resolves outside the repository")
     parts: list[str] = []
     for part in text.split("/"):
+        if _encoded_escape(part):
+            raise _refuse(user_path, "is URL-encoded ('%2e%2e' is '..'); it could resolve outside the repository")
         if part in ("", "."):
             continue
         if part == "..":
@@ -71,11 +76,28 @@ def _normalise(user_path: str) -> str:
     return "/".join(parts) if parts else "."
 
 
+def _encoded_escape(part: str) -> bool:
+    """True when a path component is a percent-encoded '.', '..' or separator ('%2e%2e', '..%2f', '%5c').
+
+    The file system would take it literally, but any layer that decodes it (a URL, a tool that unquotes) would
+    read an escape; a real file name never needs that form, so it is refused rather than guessed at.
+    """
+    decoded = part
+    for _ in range(_MAX_DECODES):
+        if "%" not in decoded:
+            break
+        decoded = unquote(decoded)
+    if decoded == part:
+        return False
+    return decoded.strip() in (".", "..") or any(c in decoded for c in "/\\\0")
+
+
 def safe_relpath(root: Path, user_path: str) -> str:
     """Normalise a model-given path to a repo-relative POSIX path, or raise UnsafePathError.
 
     Refused: absolute paths, `~`, `..` that escapes, Windows separators and drive letters that escape, NUL bytes,
-    and any path whose symlinks (in any component) resolve outside `root`. The returned path is the lexical
+    percent-encoded dots and separators (`%2e%2e/`), and any path whose symlinks (in any component) resolve
+    outside `root`. The returned path is the lexical
     one ('.' for the root itself); callers that write also check the final component is not a symlink.
     """
     rel = _normalise(user_path)

@@ -79,6 +79,12 @@ def overlay_user_changes(repo_root: Path, worktree: Path, paths: list[str]) -> d
     copied: dict[str, str | None] = {}
     for rel in paths:
         src, dst = repo_root / rel, worktree / rel
+        if not inside_without_links(worktree, rel):
+            # A folder on the way is now a symlink in the worktree (the user replaced a tracked folder by a link,
+            # copied just before, as sorting puts a folder before its files): nothing below it is the user's, and
+            # touching `dst` would follow the link out of the repository.
+            copied[rel] = None
+            continue
         present = inside_without_links(repo_root, rel) and (src.is_symlink() or src.is_file())
         if present:
             copied[rel] = _copy_one(src, dst)

@@ -73,6 +73,8 @@ class Workspace:
         self.user_snapshot = user_snapshot
         self._locks: dict[str, asyncio.Lock] = {}
         self._touched: set[str] = set()
+        # Protected paths an agent tried to write (refused): reported with the change set as held back.
+        self.refused_protected: set[str] = set()
 
     # ----- creation -------------------------------------------------------------------------------------------
 
@@ -201,17 +203,24 @@ class Workspace:
 
     def _writable(self, user_path: str, allow_protected: bool) -> tuple[str, Path]:
         lexical = safe_relpath(self.root, user_path)
+        if not allow_protected and is_protected(lexical):
+            raise self._protected(user_path, lexical)
         real, path = self._resolve(user_path)
         if (self.root / lexical).is_symlink():
             raise EditError(f"'{user_path}' is a symbolic link; edit the file it points to instead.")
-        if not allow_protected and (is_protected(lexical) or is_protected(real)):
-            raise UnsafePathError(
-                f"path '{user_path}' is protected (git, CI, hook or AetherFlow configuration)",
-                "Agents may not change it; the user can change it themselves if needed.",
-            )
+        if not allow_protected and is_protected(real):
+            raise self._protected(user_path, real)
         if real == ".":
             raise EditError(f"'{user_path}' is the repository root, not a file.")
         return real, path
+
+    def _protected(self, user_path: str, rel: str) -> UnsafePathError:
+        # Checked before `_resolve` so that a write into .git/ is recorded (and shown to the user) like the others.
+        self.refused_protected.add(rel)
+        return UnsafePathError(
+            f"path '{user_path}' is protected (git, CI, hook or AetherFlow configuration)",
+            "Agents may not change it; the user can change it themselves if needed.",
+        )
 
     def _lock(self, real: str) -> asyncio.Lock:
         lock = self._locks.get(real)
@@ -306,8 +315,14 @@ class Workspace:
 
     def changeset(self, *, include_protected: bool = False) -> ChangeSet:
         """The worktree now versus the base commit; binary files are flagged, not diffed. Protected paths that a
-        check command may have touched are left out unless `include_protected`."""
-        return snap.collect_changes(self.root, self.base_commit, self.run_id, self._touched, include_protected)
+        check command may have touched are left out unless `include_protected`, and named in `held_back` with
+        the protected paths agents were refused, so the review can tell the user they were not applied."""
+        every = snap.collect_changes(self.root, self.base_commit, self.run_id, self._touched, include_protected=True)
+        if include_protected:
+            return every
+        kept = [change for change in every.files if not is_protected(change.path)]
+        held = {change.path for change in every.files if is_protected(change.path)} | self.refused_protected
+        return every.model_copy(update={"files": kept, "held_back": sorted(held)})
 
     def remove(self) -> None:
         """Remove the worktree (`git worktree remove --force`, then prune); calling it twice is fine."""

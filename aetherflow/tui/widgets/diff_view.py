@@ -13,6 +13,7 @@ from textual.widgets import Static
 from aetherflow.tui.review_state import ReviewState
 from aetherflow.tui.theme import syntax_theme, themed
 from aetherflow.workspace.changeset import FileChange, Hunk
+from aetherflow.workspace.invisible import reveal_invisible
 
 
 class HunkView(Static):
@@ -41,9 +42,10 @@ class HunkView(Static):
         head.append(f"  {self.hunk.header}", style="dim")
         # The widget's own background, not the terminal's default, so the code sits on the panel seamlessly.
         background = self.background_colors[1].hex
+        # Bidi, zero-width and control characters as `<U+XXXX>`: a reordered or hidden line is reviewed as it is.
         body = Syntax(
-            "\n".join(self.hunk.lines), "diff", theme=syntax_theme(self.app), background_color=background,
-            word_wrap=False,
+            reveal_invisible("\n".join(self.hunk.lines)), "diff", theme=syntax_theme(self.app),
+            background_color=background, word_wrap=False,
         )
         self.update(Group(head, body))
 
