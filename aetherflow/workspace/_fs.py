@@ -16,8 +16,8 @@ def file_sha256(path: Path) -> str | None:
     """
     try:
         st = path.lstat()
-    except FileNotFoundError:
-        return None
+    except (FileNotFoundError, NotADirectoryError):
+        return None  # NotADirectoryError: a folder on the way is now a file, so nothing is at `path`
     if stat.S_ISLNK(st.st_mode):
         return "symlink:" + hashlib.sha256(os.readlink(path).encode("utf-8", "surrogateescape")).hexdigest()
     if not stat.S_ISREG(st.st_mode):

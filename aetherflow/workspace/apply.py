@@ -1,12 +1,12 @@
-"""Applying the accepted part of a change set to the user's tree, undoing it, recovering from a crash, committing.
+"""Applying the accepted part of a change set to the user's tree, undoing it, recovering from a crash.
 
-Nothing here touches the git index except `commit_applied`, which the user asks for with `--commit`.
+Nothing here touches the git index; committing (`--commit`) is in commit.py.
 """
 
 from __future__ import annotations
 
+import re
 import stat
-import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -17,11 +17,14 @@ from aetherflow import paths
 from aetherflow.errors import AetherError, ApplyConflictError, UnsafePathError, UsageError
 from aetherflow.workspace import journal as jr
 from aetherflow.workspace._fs import bytes_sha256, file_sha256
-from aetherflow.workspace._git import git_env, run_git
+from aetherflow.workspace._git import run_git
 from aetherflow.workspace.changeset import ChangeSet, FileChange, apply_hunks
 from aetherflow.workspace.journal import Target, WriteHook
 from aetherflow.workspace.safety import safe_relpath
 from aetherflow.workspace.snapshot import inside_without_links
+from aetherflow.workspace.state_guard import check_state_dir, is_txid, target_problem
+
+_SHA = re.compile(r"^[0-9a-f]{40,64}$")
 
 Selection = dict[str, set[int] | Literal["all"]]
 """Accepted hunks per path ("all" for the whole file); a path that is absent is rejected."""
@@ -39,6 +42,7 @@ class AppliedRecord(BaseModel):
     modes: dict[str, int | None] = Field(default_factory=dict)
     created_dirs: dict[str, list[str]] = Field(default_factory=dict)  # folders the apply created, per file
     txid: str = ""
+    head: str | None = None  # HEAD when applied: commits after it that touch `files` mean the change was committed
 
 
 def _applied_dir(repo_root: Path) -> Path:
@@ -93,6 +97,9 @@ def _check_target(repo_root: Path, rel: str) -> str | None:
     path = repo_root / rel
     if not inside_without_links(repo_root, rel) or path.is_symlink():
         return f"{rel} is (or is below) a symbolic link"
+    blocking = next((p for p in Path(rel).parents if (repo_root / p).is_file()), None)
+    if blocking is not None:
+        return f"{rel} needs the folder {blocking.as_posix()}, which is a file in your tree"
     if path.is_dir():
         return f"{rel} is a folder in your tree"
     if path.is_file() and not path.stat().st_mode & stat.S_IWUSR:
@@ -147,7 +154,8 @@ def _refuse_conflicts(repo_root: Path, changeset: ChangeSet, snapshot: dict[str,
     if changed:
         raise ApplyConflictError(
             "Nothing was applied: you changed these files after the run began: " + ", ".join(changed) + ".",
-            "Your changes are kept. Re-run the request on the current files, or reject those files.",
+            "Your changes are kept. Re-run the request on the current files, or review the run again with "
+            f"`aether runs apply {changeset.run_id}` and reject those files.",
         )
     differing = _base_mismatches(repo_root, changeset, names)
     if differing:
@@ -189,11 +197,16 @@ def _apply_locked(repo_root: Path, run_id: str, targets: list[Target], hook: Wri
         run_id=run_id, applied_at=now, files=[t.path for t in targets], before=before,
         after={t.path: bytes_sha256(t.data) for t in targets}, backup_dir=jr.backup_rel(txid), modes=modes,
         created_dirs={t.path: jr.missing_dirs(repo_root, t.path) for t in targets if t.data is not None},
-        txid=txid,
+        txid=txid, head=_head(repo_root),
     )  # fmt: skip
     # The journal carries the record so that recovery after a crash can complete the apply with it.
     jr.run_transaction(repo_root, "apply", run_id, targets, record_file, record.model_dump(mode="json"), hook, txid)
     return record
+
+
+def _head(repo_root: Path) -> str | None:
+    out = run_git(repo_root, "rev-parse", "-q", "--verify", "HEAD^{commit}", check=False).decode().strip()
+    return out or None
 
 
 def recover_pending(repo_root: Path) -> str | None:
@@ -202,12 +215,21 @@ def recover_pending(repo_root: Path) -> str | None:
     Call it at the start of every run, apply and undo. Temp files and orphaned backups are removed too.
     """
     repo_root = repo_root.resolve()
+    check_state_dir(repo_root)
     if not paths.state_dir(repo_root).is_dir():
         return None
     with jr.transaction_lock(repo_root):
-        messages = jr.recover(repo_root)
-        keep = {r.backup_dir for r in _records(repo_root)}
-        jr.prune_orphan_backups(repo_root, keep)
+        try:
+            messages = jr.recover(repo_root)
+            keep = {r.backup_dir for r in _records(repo_root)}
+            jr.prune_orphan_backups(repo_root, keep)
+        except OSError as exc:
+            # Still pending: the journal and its backups stay, so the next attempt picks up where this one stopped.
+            raise AetherError(
+                f"Could not finish an apply or undo that was interrupted earlier ({exc}).",
+                "Free some disk space or fix the permissions named above, then run the command again; the "
+                "backups in .aetherflow/backups/ are kept until it succeeds.",
+            ) from exc
     return " ".join(messages) or None
 
 
@@ -219,6 +241,22 @@ def _load_record(path: Path) -> AppliedRecord:
             f"The undo record {path} is damaged ({exc.error_count()} errors), so its backups cannot be trusted.",
             "Move that file out of .aetherflow/applied/ (undo of that run will no longer be possible), then retry.",
         ) from exc
+
+
+def _check_record(repo_root: Path, path: Path, record: AppliedRecord) -> None:
+    """Refuse to undo from a record an apply did not write (a cloned repository can carry one): its files must be
+    paths an apply writes, and its backups must be in AetherFlow's backup folder."""
+    problems = [p for p in (target_problem(repo_root, rel) for rel in record.files) if p]
+    if not is_txid(record.txid) or record.backup_dir != jr.backup_rel(record.txid):
+        problems.append(f"its backups ({record.backup_dir}) are not in {paths.STATE_DIR_NAME}/backups/")
+    if record.head is not None and not _SHA.match(record.head):
+        problems.append(f"its commit ({record.head}) is not a commit id")
+    if problems:
+        raise AetherError(
+            f"The undo record {path.name} was not written by an AetherFlow apply: " + "; ".join(problems) + ". "
+            "Nothing was changed.",
+            f"Delete {path} if you do not know where it came from (a cloned repository can carry one).",
+        )
 
 
 def _records(repo_root: Path) -> list[AppliedRecord]:
@@ -265,11 +303,14 @@ def undo_last(repo_root: Path) -> AppliedRecord:
     recover_pending(repo_root)
     with jr.transaction_lock(repo_root):
         record_path, record = _last_record(repo_root)
+        _check_record(repo_root, record_path, record)
         changed = _conflicts(repo_root, record.after, record.files)
         if changed:
             raise ApplyConflictError(
-                f"Cannot undo run {record.run_id}: these files changed since it was applied: {', '.join(changed)}.",
-                "Undo would lose those changes. Commit or revert them yourself, then run `aether undo` again.",
+                f"Cannot undo run {record.run_id}: these files changed since it was applied: {', '.join(changed)}. "
+                "Undo would overwrite those edits, so nothing was changed.",
+                f"Take the run's change back by hand instead: `aether runs show {record.run_id}` shows its diff "
+                "(or put those files back as the run left them, then run `aether undo` again).",
             )
         targets = _undo_targets(repo_root, record)
         _refuse_blocked(repo_root, [t for t in targets if t.data is not None])
@@ -278,28 +319,18 @@ def undo_last(repo_root: Path) -> AppliedRecord:
     return record
 
 
-def commit_applied(repo_root: Path, record: AppliedRecord, message: str) -> str:
-    """Stage exactly the applied files and commit only them (the user's hooks run); return the new commit's sha.
-
-    Other staged changes of the user stay staged and out of this commit (`git commit --only`).
-    """
+def commits_since_apply(repo_root: Path, record: AppliedRecord) -> list[str]:
+    """Short ids of the commits made after the apply that touch its files (its change was committed, whole or in
+    part), newest first; empty when HEAD has not moved or its commit at apply time is unknown."""
     repo_root = repo_root.resolve()
-    run_git(repo_root, "add", "-A", "--", *record.files)
-    failure = _git_commit(repo_root, message, record.files)
-    if failure is not None:
-        raise AetherError(
-            f"The change was applied but the commit failed: {failure}",
-            "Your files are changed and staged; fix the cause (often a pre-commit hook) and commit yourself.",
-        )
-    return run_git(repo_root, "rev-parse", "HEAD").decode().strip()
+    head = _head(repo_root)
+    if record.head is None or not _SHA.match(record.head) or head is None or head == record.head:
+        return []
+    out = run_git(repo_root, "log", "--format=%h", f"{record.head}..HEAD", "--", *record.files, check=False)
+    return out.decode().split()
 
 
-def _git_commit(repo_root: Path, message: str, files: list[str]) -> str | None:
-    """Run `git commit --only`; return its error text, or None on success."""
-    proc = subprocess.run(
-        ["git", "commit", "--quiet", "-m", message, "--only", "--", *files],
-        cwd=repo_root, env=git_env(), capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False,
-    )  # fmt: skip
-    if proc.returncode == 0:
-        return None
-    return (proc.stderr or proc.stdout).strip() or f"git commit exited with {proc.returncode}"
+def remote_branches_with(repo_root: Path, commit: str) -> list[str]:
+    """The remote-tracking branches that contain `commit` (it was pushed there)."""
+    out = run_git(repo_root.resolve(), "branch", "-r", "--format=%(refname:short)", "--contains", commit, check=False)
+    return out.decode().split()

@@ -5,10 +5,15 @@ Order (each step durable before the next): back up every target's current bytes 
 through a temp file in its own folder and os.replace, then store the run's record and mark the journal complete.
 A failure rolls back everything written; a crash leaves a pending journal that `recover` rolls back, or
 completes when every write had landed. One transaction at a time (an flock on .aetherflow/journal/.lock).
+
+A journal is data found in the repository, and a cloned repository can carry one: before replaying it, recovery
+checks that it names only what an apply writes (normalised paths inside the repository, outside .git/ and
+.aetherflow/, not protected, temp files and backups where this module puts them); anything else is set aside.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -19,11 +24,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from aetherflow import paths
 from aetherflow.errors import AetherError
 from aetherflow.workspace._fs import atomic_replace, bytes_sha256, file_sha256, fsync_dir, write_durable
+from aetherflow.workspace.snapshot import inside_without_links
+from aetherflow.workspace.state_guard import backup_rel, check_state_dir, journal_problem, temp_rel
 
 WriteHook = Callable[[int, str], None]
 """Test seam: called after each target is written with (number written so far, path); may raise or block."""
@@ -77,10 +84,18 @@ def backups_dir(repo_root: Path) -> Path:
 @contextmanager
 def transaction_lock(repo_root: Path) -> Iterator[None]:
     """Hold the repository's apply/undo lock (released by the kernel if the process dies)."""
-    paths.ensure_state_dir(repo_root)
+    check_state_dir(repo_root)
     folder = journal_dir(repo_root)
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "a") as fh:
+    try:
+        paths.ensure_state_dir(repo_root)
+        folder.mkdir(parents=True, exist_ok=True)
+        fh = open(folder / ".lock", "a")  # noqa: SIM115 - closed below, after the lock is released
+    except OSError as exc:
+        raise AetherError(
+            f"Could not take AetherFlow's apply lock in {folder} ({exc}); nothing was changed.",
+            "Check free disk space and the permissions of .aetherflow/, then run the command again.",
+        ) from exc
+    with fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
@@ -91,11 +106,6 @@ def transaction_lock(repo_root: Path) -> Iterator[None]:
 def new_txid(op: str) -> str:
     """A unique, time-ordered transaction id."""
     return f"{time.time_ns()}-{op}"
-
-
-def backup_rel(txid: str) -> str:
-    """The repo-relative folder holding a transaction's backups."""
-    return f"{paths.STATE_DIR_NAME}/backups/{txid}"
 
 
 def _save_journal(repo_root: Path, journal: Journal) -> Path:
@@ -136,7 +146,7 @@ def _back_up(repo_root: Path, txid: str, targets: list[Target]) -> tuple[str, li
                 new_mode=target.mode,
                 created_dirs=missing_dirs(repo_root, target.path) if target.data is not None else [],
                 prune_dirs=target.prune_dirs,
-                tmp=(Path(target.path).parent / f".{Path(target.path).name}.aether-{txid}.tmp").as_posix(),
+                tmp=temp_rel(target.path, txid),
             )
         )
     return backup, entries
@@ -229,18 +239,52 @@ def _remove_empty(repo_root: Path, folders: list[str]) -> None:
             return  # not empty (or already gone): stop climbing
 
 
+def _drop_temp(path: Path) -> None:
+    """Remove a transaction's temp file if it is there. Only an existing file counts: on a read-only file system
+    unlink fails with EROFS even for a missing name, and that must not stop a rollback that has nothing to undo."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return
+    except OSError:
+        if os.path.lexists(path):
+            raise
+
+
+def _restore(repo_root: Path, journal: Journal, entry: JournalEntry) -> None:
+    """Put the backed-up bytes and mode of `entry` back in place.
+
+    The backup is renamed into place rather than copied: a rename needs no free space, so the rollback after a
+    'disk full' failure succeeds too (the backup is consumed; a rollback ends by deleting the backups anyway).
+    Across file systems (a target on another mount) it falls back to a copy.
+    """
+    rel_backup = f"{journal.backup_dir}/{entry.path}"
+    backup, path = repo_root / rel_backup, repo_root / entry.path
+    if backup.is_symlink() or not inside_without_links(repo_root, rel_backup):
+        raise OSError(errno.ELOOP, f"the backup {rel_backup} is below or is a symbolic link")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = entry.before_mode if entry.before_mode is not None else 0o644
+    try:
+        os.chmod(backup, mode)
+        os.replace(backup, path)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        atomic_replace(path, backup.read_bytes(), mode, repo_root / entry.tmp)
+        return
+    fsync_dir(path.parent)
+
+
 def rollback(repo_root: Path, journal: Journal) -> list[str]:
     """Restore every entry to its backed-up state; return the paths that had to be changed back."""
     restored = []
     for entry in reversed(journal.entries):
         path = repo_root / entry.path
-        (repo_root / entry.tmp).unlink(missing_ok=True)
+        _drop_temp(repo_root / entry.tmp)
         if file_sha256(path) != entry.before_sha:
             restored.append(entry.path)
             if entry.existed:
-                data = (repo_root / journal.backup_dir / entry.path).read_bytes()
-                path.parent.mkdir(parents=True, exist_ok=True)
-                atomic_replace(path, data, entry.before_mode, repo_root / entry.tmp)
+                _restore(repo_root, journal, entry)
             else:
                 path.unlink(missing_ok=True)
         # Folders created for a new file go too, also when the crash came before the file itself was renamed.
@@ -277,14 +321,42 @@ def recover(repo_root: Path) -> list[str]:
     for stray in folder.glob(".*.tmp"):
         stray.unlink(missing_ok=True)
     for path in sorted(folder.glob("*.json")):
-        journal = Journal.model_validate_json(path.read_bytes())
+        journal, problem = _load_journal(repo_root, path)
+        if journal is None or problem is not None:
+            messages.append(_set_aside(repo_root, path, problem or "it is damaged"))
+            continue
         messages.append(_recover_one(repo_root, journal, path))
     return [m for m in messages if m]
 
 
+def _load_journal(repo_root: Path, path: Path) -> tuple[Journal | None, str | None]:
+    """The journal at `path` and why it must not be replayed (None when it may be)."""
+    if path.is_symlink():
+        return None, "it is a symbolic link"
+    try:
+        journal = Journal.model_validate_json(path.read_bytes())
+    except ValidationError:
+        return None, "it is damaged or not a journal"
+    return journal, journal_problem(repo_root, journal, path.name)
+
+
+def _set_aside(repo_root: Path, path: Path, problem: str) -> str:
+    """Move a journal that must not be replayed to journal/rejected/, untouched, and say so."""
+    rejected = journal_dir(repo_root) / "rejected"
+    if rejected.is_symlink():
+        rejected.unlink()  # planted too: a link out of .aetherflow must not receive the journal
+    rejected.mkdir(exist_ok=True)
+    os.replace(path, rejected / f"{time.time_ns()}-{path.name}")
+    shown = rejected.relative_to(repo_root).as_posix()
+    return (
+        f"A journal AetherFlow did not write ({path.name}: {problem}) was set aside in {shown}/ and not "
+        "replayed; none of your files was touched. Delete it if you do not know where it came from."
+    )
+
+
 def _recover_one(repo_root: Path, journal: Journal, path: Path) -> str:
     for entry in journal.entries:
-        (repo_root / entry.tmp).unlink(missing_ok=True)
+        _drop_temp(repo_root / entry.tmp)
     if journal.state == "complete":
         path.unlink(missing_ok=True)
         return ""
