@@ -83,9 +83,19 @@ def is_within(path: Path, root: Path) -> bool:
 def ensure_state_dir(repo_root: Path) -> Path:
     """Create `.aetherflow/` if needed, with a `.gitignore` of `*` inside so git never shows it as untracked.
 
-    This keeps the user's own `.gitignore` untouched even when they never ran `aether init`.
+    This keeps the user's own `.gitignore` untouched even when they never ran `aether init`. A `.aetherflow`
+    that is a symbolic link (or a file) is refused with UnsafePathError.
     """
     folder = state_dir(repo_root)
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        # A cloned repository can carry `.aetherflow` as a link: the ledger, index and runs would land elsewhere.
+        from aetherflow.errors import UnsafePathError
+
+        raise UnsafePathError(
+            f"AetherFlow will not keep its state in {folder}: it is a symbolic link or not a folder "
+            "(a cloned repository can carry one that points elsewhere).",
+            f"Remove it (`rm {folder}`) if you did not make it, then run the command again.",
+        )
     folder.mkdir(parents=True, exist_ok=True)
     marker = folder / ".gitignore"
     if not marker.exists():

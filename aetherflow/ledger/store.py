@@ -92,7 +92,7 @@ class Ledger:
     def __init__(self, db_path: Path) -> None:
         self.path = db_path
         if db_path.parent.name == paths.STATE_DIR_NAME:
-            paths.ensure_state_dir(db_path.parent.parent)
+            paths.ensure_state_dir(db_path.parent.parent)  # refuses a `.aetherflow` that links elsewhere
         else:
             db_path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()

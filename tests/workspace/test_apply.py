@@ -14,7 +14,8 @@ import pytest
 from workspace_support import git, make_repo, user_state
 
 from aetherflow.errors import AetherError, ApplyConflictError, UsageError
-from aetherflow.workspace.apply import Selection, apply_changes, commit_applied, recover_pending, undo_last
+from aetherflow.workspace.apply import Selection, apply_changes, recover_pending, undo_last
+from aetherflow.workspace.commit import commit_applied
 from aetherflow.workspace._fs import file_sha256
 from aetherflow.workspace.changeset import ChangeSet, build_file_change
 from aetherflow.workspace.worktree import Workspace
