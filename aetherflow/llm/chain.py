@@ -123,3 +123,13 @@ def unavailable_error(settings: Settings, plan: CallPlan, request: CallRequest) 
     else:
         hint = f"{LOCAL_INSTALL_HINT}, or configure a model you have a key for (`aether models`)."
     return ModelUnavailableError(f"No model can serve {target}: {reasons}.", hint)
+
+
+def provider_failure_hint(settings: Settings) -> str:
+    """The next step after every model of a chain failed. Under privacy.local_only the chain held only the local
+    model, and the user must learn that no remote model was tried on purpose, not be told to add one."""
+    if settings.privacy.local_only:
+        return ("privacy.local_only is on, so no remote model was tried: check the local model (`aether doctor`), "
+                "or turn local_only off to allow remote models.")
+    return ("Check the provider's status and your key (`aether doctor --ping`), or add a fallback model to the agent "
+            "in aetherflow.toml.")

@@ -32,7 +32,7 @@ from aetherflow.llm import structured
 from aetherflow.llm.budget import Budget
 from aetherflow.llm.cache import ResponseCache
 from aetherflow.llm.call_state import CallState, DeltaCoalescer, Reply
-from aetherflow.llm.chain import CallPlan, key_missing, plan_call, unavailable_error
+from aetherflow.llm.chain import CallPlan, key_missing, plan_call, provider_failure_hint, unavailable_error
 from aetherflow.llm.model_call import ModelCaller, ModelFailed
 from aetherflow.llm.resilience import CircuitBreakers, Clock
 from aetherflow.llm.transport import Transport
@@ -208,11 +208,7 @@ class Gateway:
         """One error for a chain where every model failed: provider failures first, then budget, then the rest."""
         reasons = "; ".join(f"{f.alias}: {f.reason}" for f in failures)
         if any(f.kind == "provider" for f in failures):
-            return ProviderError(
-                f"Every model failed ({reasons}).",
-                "Check the provider's status and your key (`aether doctor --ping`), or add a fallback model to "
-                "the agent in aetherflow.toml.",
-            )
+            return ProviderError(f"Every model failed ({reasons}).", provider_failure_hint(self.settings))
         budget_errors = [f.cause for f in failures if f.kind == "budget" and isinstance(f.cause, AetherError)]
         if budget_errors:
             return budget_errors[0]

@@ -17,8 +17,14 @@ the false-positive policy lives:
   (`token = tokens[0]`, `password = self.password`, `token: str`, `api_key: SecretStr` stay), except that a YAML
   `password: swordfish` is redacted. The price: `password = swordfish` in an INI file is missed.
 
+Text often reaches a model as lines of a file with something in front (a grep result `path:12:`, a numbered or
+unified diff): line-anchored rules look past such prefixes. A line range or grep result may also show the body of
+a private key without its BEGIN line; full-width base64 key lines are redacted on their own as `key-material`,
+which also catches public certificate bodies (harmless: a model has no use for them).
+
 Measured over 140 MB of installed packages' source, docs and data (tests excluded), what is still flagged is
-almost only documentation examples shaped like real secrets (`password='password1'`, example AWS keys).
+almost only documentation examples shaped like real secrets (`password='password1'`, example AWS keys), and, as
+key-material, the lines of bundled CA certificate files.
 
 Nothing here touches the network; detect-secrets contributes only its compiled regexes.
 """
@@ -96,6 +102,8 @@ _HEX_COLOUR = re.compile(r"#(?:[0-9a-fA-F]{3,4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})")
 _CODE_CHARS = re.compile(r"[()\[\]{},;\"']|:$")
 _DOTTED_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 PLACEHOLDER_PREFIX = "«redacted:"
+# The kind of base64 key lines found without their BEGIN line (they may be a public certificate's).
+KEY_MATERIAL = "key-material"
 
 
 @lru_cache(maxsize=4096)
@@ -183,6 +191,11 @@ def looks_random(value: str) -> bool:
     return has_digit and (has_upper or has_lower) and (has_upper and has_lower or len(value) >= 32)
 
 
+def _mixed_base64(value: str) -> bool:
+    """Random base64 (upper and lower case letters and digits), not a hex digest, a word or an identifier."""
+    return any(c.isupper() for c in value) and any(c.islower() for c in value) and any(c.isdigit() for c in value)
+
+
 def _original(match: re.Match[str], text: str, *groups: int) -> str:
     """The first participating group of `groups`, read from the original text (the match may be lower-cased)."""
     for group in groups:
@@ -231,6 +244,14 @@ _PEM_END = r"-----END[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----"
 _AWS_SECRET = r"([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"
 _KEY_WORD = r"(?:pass(?:word|wd|phrase)?|pwd|secret|token|key|auth(?:orization)?|credentials?)"
 _QUOTED_VALUE = r"""[bruf]{0,2}(?:"((?:[^"\\\n]|\\.)*)"|'((?:[^'\\\n]|\\.)*)')"""
+# What a tool may put before a line of a file, which line-anchored rules must look past: grep's `path:12:`,
+# a line number (`cat -n`, the numbered diff a review model reads), a unified diff's `+`, `-` or space.
+# Without it, `.env:3: DB_PASSWORD=hunter2` (a grep result) or `-DB_PASSWORD=hunter2` (a diff) went out as is.
+# Written so that no two parts can match the same text (each alternative starts with a non-blank, and the
+# possessive `++` never gives back), or scanning every line of a large prompt would backtrack for seconds.
+_LINE_PREFIX = r"[ \t]*+(?:(?:[^\s:]++:\d++:|\d++[ \t][+\-]?|[+\-])[ \t]*+)?"
+# One full line of a PEM (64 characters) or OpenSSH (70) private key body.
+_KEY_LINE = r"(?:[A-Za-z0-9+/]{64}|[A-Za-z0-9+/]{70})"
 
 
 def _prefixed(literal: str, rest: str) -> str:
@@ -252,6 +273,14 @@ def _token_rules() -> list[Rule]:
              accept=_has_key_material),
         # A key cut off before its END line: redact the base64 lines that follow.
         Rule("private-key", c(rf"{_PEM_BEGIN}(?:[A-Za-z0-9+/=\r\n]|\\[rn]){{40,}}")),
+        # Key lines without their BEGIN line: a line range read from the middle of a key file, a grep result, an
+        # index chunk cut inside the key. Each full-width base64 line mixing cases and digits is key material;
+        # so is a short last line after one (padded, or followed by the END line). Certificate bodies match too,
+        # which costs nothing: a model has no use for them. (The pre-commit scan ignores this kind.)
+        Rule(KEY_MATERIAL, c(rf"(?m)^{_LINE_PREFIX}({_KEY_LINE})[ \t]*\r?$"), (1,), _check(1, _mixed_base64)),
+        Rule(KEY_MATERIAL, c(rf"(?m)^{_LINE_PREFIX}({_KEY_LINE})[ \t]*\r?\n{_LINE_PREFIX}"
+                             r"([A-Za-z0-9+/]{2,69}(?:={1,2}|(?=[ \t]*\r?\n[ \t]*-----END)))[ \t]*\r?$"),
+             (2,), _check(1, _mixed_base64)),
         Rule("anthropic-api-key", c(_prefixed("sk-ant-", rf"{key}{{20,}}"))),
         Rule("deepseek-api-key", c(_prefixed("sk-", r"[a-f0-9]{32}(?![A-Za-z0-9_\-])"))),
         Rule("openai-api-key", c(_prefixed("sk-", rf"(?:proj-|svcacct-|admin-)?({key}{{20,}})")), (0,),
@@ -293,7 +322,7 @@ def _context_rules() -> list[Rule]:
         *(Rule("bearer-token", c(rf"{word}[ \t]+([a-z0-9_\-.=+/~]{{20,}})"), (1,), _check(1, looks_random),
                lowered=True) for word in ("bearer", "basic", "token")),
         # .env lines: NAME=value, NAME="value", export NAME='value'.
-        Rule("secret-assignment", c(r"(?m)^[ \t]*(?:export[ \t]+)?([A-Za-z_][A-Za-z0-9_.\-]*)="
+        Rule("secret-assignment", c(rf"(?m)^{_LINE_PREFIX}(?:export[ \t]+)?([A-Za-z_][A-Za-z0-9_.\-]*)="
                                     r"(?:\"((?:[^\"\\\n]|\\.)*)\"|'([^'\n]*)'|([^\s#'\"][^\s#]*))"),
              (2, 3, 4), _accept_env),
         # JSON, YAML, TOML, Python, JS: a secret-like name (its last word found here, the rest read backwards by
@@ -302,7 +331,7 @@ def _context_rules() -> list[Rule]:
                                     rf"[ \t]*(?:=>|:=|:|=)[ \t]*{_QUOTED_VALUE}"), (2, 3), _accept_quoted,
              lowered=True),
         # YAML, INI and TOML-like lines with an unquoted value.
-        Rule("secret-assignment", c(r"(?m)^[ \t]*(?:-[ \t]+)?[\"']?([A-Za-z_][\w.\-]*)[\"']?[ \t]*"
+        Rule("secret-assignment", c(rf"(?m)^{_LINE_PREFIX}(?:-[ \t]+)?[\"']?([A-Za-z_][\w.\-]*)[\"']?[ \t]*"
                                     r"([:=])[ \t]*([^\s#'\"][^\s#]*)[ \t]*(?:#.*)?$"), (3,), _accept_bare),
     ]
 

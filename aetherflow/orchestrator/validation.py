@@ -17,7 +17,11 @@ from aetherflow.workspace.validate import CheckResult, run_check
 from aetherflow.workspace.worktree import Workspace
 
 FIX_TASK_ID = "fix-checks"
-OUTPUT_IN_TASK = 6000
+# TaskSpec.description holds at most 2000 characters: the failures' output tails share what the header leaves.
+# (A longer description raised a ValidationError that ended the whole run; the fix agent can run_check itself
+# for the full output.)
+DESCRIPTION_CHARS = 2000
+FIX_HEADER = "The project's checks fail after this run's changes. Make them pass without weakening the tests.\n\n"
 
 
 async def run_checks(services: Services, workspace: Workspace, run_id: str) -> list[CheckResult]:
@@ -31,6 +35,28 @@ async def run_checks(services: Services, workspace: Workspace, run_id: str) -> l
     return results
 
 
+def fix_description(failed: list[CheckResult]) -> str:
+    """The fix task's description: the header, then each failed check's name and the tail of its output, all
+    within DESCRIPTION_CHARS (the end of a test run's output is where its summary is)."""
+    share = max(0, (DESCRIPTION_CHARS - len(FIX_HEADER)) // len(failed) - 2)
+    parts = []
+    for result in failed:
+        name = f"$ {result.name}\n"[:share]
+        room = share - len(name)
+        parts.append(name + (_line_tail(result.output, room) if room > 0 else ""))
+    return (FIX_HEADER + "\n\n".join(parts))[:DESCRIPTION_CHARS]
+
+
+def _line_tail(text: str, chars: int) -> str:
+    """The last `chars` of `text`, starting after a line break when one is near the cut: a secret cut in two
+    would pass the redactor as two unrecognisable halves."""
+    if len(text) <= chars:
+        return text
+    tail = text[-chars:]
+    newline = tail.find("\n", 0, 300)
+    return tail[newline + 1 :] if newline != -1 else tail
+
+
 async def final_checks(services: Services, workspace: Workspace, context: RunContext, run_id: str,
                        router: Router) -> list[CheckResult]:
     """Run the checks; on failure one fix round, then the checks again. Returns the final results."""
@@ -39,9 +65,7 @@ async def final_checks(services: Services, workspace: Workspace, context: RunCon
     if not failed or not workspace.changeset().files:
         return results
     task = TaskSpec(
-        id=FIX_TASK_ID, type="debugging",
-        description="The project's checks fail after this run's changes. Make them pass without weakening "
-        "the tests.\n\n" + "\n\n".join(f"$ {r.name}\n{r.output[-OUTPUT_IN_TASK:]}" for r in failed),
+        id=FIX_TASK_ID, type="debugging", description=fix_description(failed),
         acceptance_criteria=[f"`{r.name}` passes" for r in failed],
     )
     try:

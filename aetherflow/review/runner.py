@@ -20,6 +20,8 @@ from aetherflow.review.diff import Diff, range_diff, staged_diff
 from aetherflow.review.findings import Finding, ReviewReport, blocking
 
 LOCAL_MODEL_FIX = "pip install 'aetherflow[local]'"
+# How long a review cancelled by the time budget may take to clean up before it is abandoned (see _bounded).
+CANCEL_GRACE_S = 0.2
 # What the model pass returns: findings about the diff's files, the model alias that answered, the cost in USD.
 Answer = tuple[list[Finding], str, float]
 
@@ -81,13 +83,10 @@ def _model_pass(
     if not settings.hooks.model_review:
         report.notes.append("model review off (hooks.model_review = false): only the secret scan ran")
         return
-    use_local = settings.gateway.missing_key == "local"
     if not review_chain(settings, environ, lambda: local_model_status()[0]):
-        keys = _review_keys(settings)
-        fix = f"set {' or '.join(keys)}" if keys else "configure a model for the review agent"
-        local = f", or {LOCAL_MODEL_FIX}" if use_local else " (hooks.use_local_model is off)"
         report.outcome = "skipped"
-        report.notes.append(f"model review skipped, no model available: {fix}{local}. The secret scan found nothing.")
+        report.notes.append(f"model review skipped, no model available: {_no_model_fix(settings)}. "
+                            "The secret scan found nothing.")
         return
     if left_s <= 0:
         report.outcome = "unreviewed"
@@ -121,6 +120,18 @@ def _apply_policy(report: ReviewReport, findings: list[Finding], alias: str, cos
         )
 
 
+def _no_model_fix(settings: Settings) -> str:
+    """What would let a model review: under privacy.local_only only the local model can (asking for a key that
+    is already set, as this once did, sent the user the wrong way); otherwise a key or the local model."""
+    if settings.privacy.local_only:
+        return (f"privacy.local_only is on and the local model is not installed: {LOCAL_MODEL_FIX}, or turn "
+                "local_only off")
+    keys = _review_keys(settings)
+    fix = f"set {' or '.join(keys)}" if keys else "configure a model for the review agent"
+    local = f", or {LOCAL_MODEL_FIX}" if settings.gateway.missing_key == "local" else " (hooks.use_local_model is off)"
+    return fix + local
+
+
 def _review_keys(settings: Settings) -> list[str]:
     from aetherflow.review.model_review import review_agents
 
@@ -137,14 +148,27 @@ def _review_keys(settings: Settings) -> list[str]:
 def _bounded(work: Coroutine[Any, Any, Answer], timeout_s: float) -> Answer:
     """Run `work` on a fresh event loop for at most `timeout_s` seconds (TimeoutError past it).
 
-    The loop is closed without waiting for worker threads: a LiteLLM import or a local generation still running
-    in one must not hold the commit. Such a thread is abandoned; the hook's entry point exits with os._exit.
+    Past the budget the work is cancelled and given CANCEL_GRACE_S to clean up, then abandoned: its cleanup may
+    wait on a worker thread (the local model lets go of its lock only between tokens, and reading a long prompt
+    took 10 s past a 1 s budget), and the commit must not wait for it. The loop is closed without waiting for
+    worker threads either; the hook's entry point and `aether review` exit with os._exit.
     """
     loop = asyncio.new_event_loop()
+    task = loop.create_task(work)
+    abandoned = False
     try:
-        return loop.run_until_complete(asyncio.wait_for(work, timeout_s))
+        loop.run_until_complete(asyncio.wait({task}, timeout=timeout_s))
+        if task.done():
+            return task.result()
+        task.cancel()
+        loop.run_until_complete(asyncio.wait({task}, timeout=CANCEL_GRACE_S))
+        abandoned = not task.done()
+        if task.done() and not task.cancelled():
+            task.exception()  # retrieved, so asyncio does not log it: the budget's verdict stands
+        raise TimeoutError(f"no answer within {timeout_s:g} s")
     finally:
-        loop.run_until_complete(loop.shutdown_asyncgens())
+        if not abandoned:
+            loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
 
 

@@ -1,6 +1,10 @@
 """The local secret scan: the redactor's detectors (same rules as what is redacted before any model call, one
 place) run over the lines a diff ADDS, with no network and no model. Removed and context lines are not scanned:
 a secret already in history is not this commit's doing, and removing one must never be blocked.
+
+Base64 key lines found without their BEGIN line (`key-material`) are redacted on the way to a model but do not
+block here: an added private key brings its BEGIN line (found as `private-key`), while a public certificate's body
+looks just the same and must stay committable.
 """
 
 from __future__ import annotations
@@ -8,6 +12,7 @@ from __future__ import annotations
 from bisect import bisect_right
 
 from aetherflow.llm.redact import Redactor
+from aetherflow.llm.redact_patterns import KEY_MATERIAL
 from aetherflow.review.diff import AddedLine, Diff, DiffFile
 from aetherflow.review.findings import Finding
 
@@ -29,6 +34,8 @@ def _scan_file(file: DiffFile, redactor: Redactor) -> list[Finding]:
         text = "\n".join(line.text for line in block)
         starts = _line_starts(text)
         for secret in redactor.scan(text):
+            if secret.kind == KEY_MATERIAL:
+                continue
             line = block[bisect_right(starts, secret.start) - 1].line
             findings.append(Finding(
                 file=file.path, line=line, severity="high", category="secret", source="scan",

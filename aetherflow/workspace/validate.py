@@ -25,9 +25,14 @@ from aetherflow.errors import UnsafePathError
 from aetherflow.workspace.safety import safe_relpath
 
 MAX_OUTPUT_CHARS = 8000
+# How far a head-and-tail cut may move back to a line break or space (see _read_head_tail).
+CUT_SNAP_BYTES = 1000
 # Names of variables a check command never sees: keys, tokens, secrets, passwords, credentials, cookies.
+# `_PWD` and `_PAT` at the end: MYSQL_PWD (the MySQL client's password) and GITHUB_PAT / GH_PAT (a personal access
+# token), without catching PWD and OLDPWD, the shell's folders.
 _SECRET_NAME = re.compile(
-    r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|PASSPHRASE|CREDENTIAL|AUTH|COOKIE|SESSION|PRIVATE|_PASS$|^PASS", re.I
+    r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|PASSPHRASE|CREDENTIAL|AUTH|COOKIE|SESSION|PRIVATE|_PASS$|^PASS|_PWD$|_PAT$",
+    re.I,
 )
 # Values that carry a password whatever their name (postgres://user:pw@host).
 _URL_WITH_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@")
@@ -161,16 +166,40 @@ def syntax_check(root: Path, paths: list[str]) -> list[CheckResult]:
 
 
 def _read_head_tail(fh: IO[bytes], limit: int = MAX_OUTPUT_CHARS) -> str:
-    """The output file's text, or its head and tail around a marker when it is longer than `limit`."""
+    """The output file's text, or its head and tail around a marker when it is longer than `limit`.
+
+    The cuts fall on a line break (else a space) near the limit: the output is redacted only after this, and a
+    secret cut in two (`ghp_A1b2` ... `C3d4E5f6`) would no longer be recognisable as one.
+    """
     size = fh.seek(0, os.SEEK_END)
     fh.seek(0)
     if size <= limit:
         return fh.read().decode("utf-8", "replace")
     half = limit // 2
-    head = fh.read(half).decode("utf-8", "replace")
+    head = _snap_head(fh.read(half))
     fh.seek(size - half)
-    tail = fh.read(half).decode("utf-8", "replace")
-    return f"{head}\n[... {size - 2 * half} characters cut ...]\n{tail}"
+    tail = _snap_tail(fh.read(half))
+    cut = size - len(head) - len(tail)
+    return f"{head.decode('utf-8', 'replace')}\n[... {cut} characters cut ...]\n{tail.decode('utf-8', 'replace')}"
+
+
+def _snap_head(head: bytes) -> bytes:
+    """`head` ended after its last line break (else space) within the last CUT_SNAP_BYTES, when it has one."""
+    start = max(0, len(head) - CUT_SNAP_BYTES)
+    for separator in (b"\n", b" "):
+        at = head.rfind(separator, start)
+        if at != -1:
+            return head[: at + 1]
+    return head
+
+
+def _snap_tail(tail: bytes) -> bytes:
+    """`tail` started after its first line break (else space) within the first CUT_SNAP_BYTES, when it has one."""
+    for separator in (b"\n", b" "):
+        at = tail.find(separator, 0, CUT_SNAP_BYTES)
+        if at != -1:
+            return tail[at + 1 :]
+    return tail
 
 
 def _kill_group(proc: asyncio.subprocess.Process) -> None:
