@@ -8,6 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from aetherflow.runboard import BoardSnapshot, RunBoard
+from aetherflow.workspace.invisible import reveal_invisible
 
 STATE_STYLE = {
     "pending": "dim",
@@ -37,16 +38,16 @@ def render_board(snap: BoardSnapshot) -> RenderableType:
         table.add_column(name, **kwargs)
     for row in snap.tasks:
         table.add_row(
-            row.task_id,
+            Text(reveal_invisible(row.task_id)),
             Text(row.state + (f" #{row.attempt}" if row.attempt > 1 else ""), style=STATE_STYLE[row.state]),
             row.agent or "-",
             row.alias or "-",
             f"{row.tokens_in + row.tokens_out:,}",
             f"${row.cost_usd:.4f}",
-            row.detail or row.reason,
+            Text(reveal_invisible(row.detail or row.reason)),  # model text: never markup, nothing hidden
         )
     parts: list[RenderableType] = [header, table]
-    parts += [Text(f"! {error}", style="red") for error in snap.errors[-3:]]
+    parts += [Text(f"! {reveal_invisible(error)}", style="red") for error in snap.errors[-3:]]
     return Group(*parts)
 
 

@@ -21,6 +21,9 @@ MAX_LINE_CHARS = 300
 MATCH_SCAN_CHARS = 2000
 TIME_LIMIT_S = 5.0
 _BINARY_SNIFF_BYTES = 8192
+# The end of a cut line that is only part of a word: dropped, so a token (a key, say) is never shown in part,
+# where the redactor could no longer recognise it.
+_PARTIAL_WORD = regex.compile(r"[^\s,;:'\"=()\[\]{}<>]+$")
 
 
 class GrepError(Exception):
@@ -34,6 +37,16 @@ class GrepOutcome:
     lines: list[str] = field(default_factory=list)
     files_searched: int = 0
     stopped: str = ""
+
+
+def shorten_line(line: str) -> str:
+    """`line` cut to about MAX_LINE_CHARS, never in the middle of a word or token."""
+    if len(line) <= MAX_LINE_CHARS:
+        return line
+    head = line[:MAX_LINE_CHARS]
+    if not line[MAX_LINE_CHARS].isspace():
+        head = _PARTIAL_WORD.sub("", head)
+    return head + " [...]"
 
 
 def compile_pattern(pattern: str) -> regex.Pattern[str]:
@@ -131,8 +144,7 @@ def _search_text(
             return True
         if found is None:
             continue
-        shown = line if len(line) <= MAX_LINE_CHARS else line[:MAX_LINE_CHARS] + " [...]"
-        outcome.lines.append(f"{rel}:{number}: {shown}")
+        outcome.lines.append(f"{rel}:{number}: {shorten_line(line)}")
         if len(outcome.lines) >= max_results:
             outcome.stopped = f"stopped at {max_results} matches; narrow the pattern or the path_glob"
             return True

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from textual.widgets import Static
 from tui_support import UTIL
 from tui_support import T0, ScriptedPipeline, run_script, sample_changeset, tree_state
 
@@ -140,6 +141,22 @@ async def test_a_file_changed_since_the_run_began_is_refused_and_nothing_is_appl
         assert any("you changed these files after the run began: README.md" in n.message
                    for n in app._notifications)
     assert tree_state(repo) == before
+
+
+async def test_protected_files_the_run_tried_to_change_are_named_as_held_back_and_never_applied(repo: Path) -> None:
+    bus = EventBus()
+    edits = {**EDITS, ".github/workflows/ci.yml": "on: push\njobs: {}\n"}
+    pipeline = ScriptedPipeline(bus, repo, edits, run_script("run-tui-1", "Add JWT"))
+    app = RunApp(RunJob(request="Add JWT"), pipeline, bus, repo_root=repo, clock=lambda: T0 + 12)
+    async with app.run_test(size=(200, 24)) as pilot:
+        review = await finish_run(app, pipeline, pilot)
+        head = str(review.query_one("#review-head", Static).render())
+        assert "held back (protected, never applied): .github/workflows/ci.yml" in head
+        assert ".github/workflows/ci.yml" not in list(review.query_one(FileTable).rows)
+        await pilot.press("enter", "y")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+    assert pipeline.applied and not (repo / ".github").exists()
 
 
 async def test_leaving_and_discarding_drops_the_worktree_and_applies_nothing(repo: Path) -> None:

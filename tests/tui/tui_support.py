@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from aetherflow.errors import UnsafePathError
 from aetherflow.events import (
     CallFinished,
     CallRetry,
@@ -211,10 +212,13 @@ class ScriptedPipeline:
         if workspace is None:
             return ChangeSet(run_id=self.run_id)
         for path, text in self.edits.items():
-            if text is None:
-                await workspace.delete_file(path)
-            else:
-                await workspace.write_file(path, text)
+            try:
+                if text is None:
+                    await workspace.delete_file(path)
+                else:
+                    await workspace.write_file(path, text)
+            except UnsafePathError:
+                continue  # refused, as an agent's write would be; the change set names it as held back
         return workspace.changeset()
 
     def apply(self, result: FakeResult, selection: Selection, *, commit: bool = False) -> AppliedRecord:

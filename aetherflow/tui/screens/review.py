@@ -26,6 +26,7 @@ from aetherflow.tui.widgets.diff_view import DiffView, HunkView
 from aetherflow.tui.widgets.file_table import FileTable
 from aetherflow.workspace.apply import AppliedRecord, Selection
 from aetherflow.workspace.changeset import FileChange
+from aetherflow.workspace.invisible import reveal_invisible
 
 HUNK = Binding.Group("hunk ✓✗")
 FILE = Binding.Group("file ✓✗")
@@ -133,6 +134,10 @@ class ReviewScreen(Screen[ScreenExit]):
         if self.validations:
             style = themed(self.app, "$text-error" if failed else "$text-success")
             text.append(f"  checks: {len(failed)} failed" if failed else "  checks passed", style=style)
+        if changeset.held_back:
+            # Protected files the run tried to change are never applied; the user must know they were left out.
+            shown = ", ".join(reveal_invisible(path) for path in changeset.held_back)
+            text.append(f"  held back (protected, never applied): {shown}", style=themed(self.app, "$text-warning"))
         text.append("\n")
         accent = themed(self.app, "$text-accent")
         text.append(f"Will apply {len(plan.files)} of {len(changeset.files)} file(s)", style=accent)
