@@ -95,9 +95,12 @@ class Budget:
         with self._lock:
             if self._open.pop(reservation.id, None) is None:
                 return
-            self._reserved = max(self._reserved - reservation.amount_usd, 0.0)
+            # With nothing in flight the held amount is exactly 0, not the float residue of many subtractions.
+            self._reserved = max(self._reserved - reservation.amount_usd, 0.0) if self._open else 0.0
             self._spent += actual_usd
-            excess = actual_usd - reservation.amount_usd
+            # Without a limit the gateway holds 0 on purpose (nothing needs bounding), so paying more than that is
+            # no estimate gone wrong: flagging it would print a false warning after every unlimited call.
+            excess = actual_usd - reservation.amount_usd if self.limit_usd is not None else 0.0
             if excess > _EPSILON_USD:
                 self._overrun += excess
         if excess > _EPSILON_USD:

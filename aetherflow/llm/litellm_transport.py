@@ -14,7 +14,13 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from aetherflow.llm.transport import TransportChunk, TransportError, TransportRequest
+from aetherflow.llm.transport import (
+    MAX_REPLY_CHARS,
+    TransportChunk,
+    TransportError,
+    TransportRequest,
+    reply_too_large,
+)
 from aetherflow.llm.types import ToolCall
 from aetherflow.llm.usage import usage_from_litellm
 
@@ -34,13 +40,20 @@ class _ToolCallParts:
 
 
 class _Assembler:
-    """Collects one stream's tool-call fragments, finish reason and usage."""
+    """Collects one stream's tool-call fragments, finish reason and usage, and counts the characters received."""
 
     def __init__(self) -> None:
         self.tool_calls: dict[int, _ToolCallParts] = {}
         self.finish_reason: str | None = None
         self.usage: object = None
         self.model_id: str | None = None
+        self.chars = 0
+
+    def count(self, chars: int) -> None:
+        """Add `chars` received; past MAX_REPLY_CHARS the reply is refused before more of it is buffered."""
+        self.chars += chars
+        if self.chars > MAX_REPLY_CHARS:
+            raise reply_too_large()
 
     def add_tool_delta(self, delta: Any, position: int) -> None:
         index = delta.index if isinstance(getattr(delta, "index", None), int) else position
@@ -52,6 +65,7 @@ class _Assembler:
             if function.name:
                 parts.name += function.name
             if function.arguments:
+                self.count(len(function.arguments))
                 parts.arguments.append(function.arguments)
 
     def whole_tool_calls(self) -> list[ToolCall] | None:
@@ -79,17 +93,20 @@ class LiteLLMTransport:
         """Stream the reply: text chunks as they come, then one chunk with tool calls, usage and finish reason.
 
         A stream that ends without a finish reason (cut off) ends with finish_reason None; the gateway treats
-        that as a retryable failure.
+        that as a retryable failure. A reply past MAX_REPLY_CHARS is abandoned (the connection is closed).
         """
         import openai
 
         response: Any = None
+        streaming = False
         try:
             response = await self._litellm.acompletion(**completion_kwargs(request))
             assembler = _Assembler()
+            streaming = True
             async for chunk in response:
                 text = _absorb(chunk, assembler)
                 if text:
+                    assembler.count(len(text))
                     yield TransportChunk(text=text)
             yield TransportChunk(
                 tool_calls=assembler.whole_tool_calls(),
@@ -98,7 +115,7 @@ class LiteLLMTransport:
                 model_id=assembler.model_id,
             )
         except openai.APIError as exc:
-            raise transport_error(exc) from exc
+            raise transport_error(exc, mid_stream=streaming) from exc
         finally:
             if response is not None and hasattr(response, "aclose"):
                 await response.aclose()
@@ -156,10 +173,18 @@ def _absorb(chunk: Any, assembler: _Assembler) -> str:
     return text
 
 
-def transport_error(exc: Exception) -> TransportError:
-    """Classify a LiteLLM / OpenAI SDK exception: retryable for 408/409/429/5xx, timeouts and lost connections."""
+def transport_error(exc: Exception, *, mid_stream: bool = False) -> TransportError:
+    """Classify a LiteLLM / OpenAI SDK exception: retryable for 408/409/429/5xx, timeouts and lost connections.
+
+    `mid_stream`: the reply had begun. A connection lost then is reported as a reply that broke off: LiteLLM wraps it
+    in an error with status 500, which would blame the provider for an HTTP error it never sent.
+    """
     import openai
 
+    if mid_stream and _connection_lost(exc):
+        return TransportError(
+            "the reply broke off mid-stream: the connection closed before the reply was complete", retryable=True
+        )
     status = getattr(exc, "status_code", None)
     status = status if isinstance(status, int) else None
     if isinstance(exc, openai.APITimeoutError):
@@ -172,6 +197,15 @@ def transport_error(exc: Exception) -> TransportError:
     if len(message) > _MAX_MESSAGE_CHARS:
         message = message[:_MAX_MESSAGE_CHARS] + " ..."
     return TransportError(message, status=status, retryable=retryable, retry_after_s=retry_after_s(exc))
+
+
+def _connection_lost(exc: Exception) -> bool:
+    """The error, or the one LiteLLM wrapped in it (MidStreamFallbackError.original_exception), is a lost connection."""
+    import openai
+
+    original = getattr(exc, "original_exception", None)
+    return any(isinstance(e, openai.APIConnectionError) and not isinstance(e, openai.APITimeoutError)
+               for e in (exc, original))
 
 
 def _headers_of(exc: Exception) -> Mapping[str, str] | None:

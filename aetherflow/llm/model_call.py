@@ -21,7 +21,7 @@ from aetherflow.llm.cache import CachedReply, ResponseCache, cache_key
 from aetherflow.llm.call_state import CallState, Reply
 from aetherflow.llm.resilience import CircuitBreakers, backoff_delay
 from aetherflow.llm.spend import Spending
-from aetherflow.llm.transport import Transport, TransportError, TransportRequest
+from aetherflow.llm.transport import MAX_REPLY_CHARS, Transport, TransportError, TransportRequest, reply_too_large
 from aetherflow.llm.types import Message, TextDelta, ToolCall, Usage
 from aetherflow.llm.wire import messages_dicts, tools_dicts
 
@@ -253,7 +253,8 @@ class ModelCaller:
 
         The deadline covers the whole attempt (connect, first token, every later chunk), so a hanging server or a
         stalled stream ends in bounded time. Time the caller spends holding a delta is added back: a slow
-        consumer must not make a healthy provider look slow.
+        consumer must not make a healthy provider look slow. A reply past MAX_REPLY_CHARS ends the attempt (the
+        transports stop reading there too; this also bounds any other transport).
         """
         loop = asyncio.get_running_loop()
         timeout_s = prepared.request.timeout_s
@@ -263,6 +264,7 @@ class ModelCaller:
         usage: Usage | None = None
         finish_reason: str | None = None
         first_at: float | None = None
+        received = 0
         async with aclosing(transport.stream(prepared.request)) as chunks:
             while True:
                 scope = asyncio.timeout_at(deadline)
@@ -279,6 +281,9 @@ class ModelCaller:
                     ) from exc
                 if (chunk.text or chunk.tool_calls) and first_at is None:
                     first_at = state.elapsed_s()
+                received += len(chunk.text) + sum(len(c.arguments) for c in chunk.tool_calls or [])
+                if received > MAX_REPLY_CHARS:
+                    raise reply_too_large()
                 tool_calls.extend(chunk.tool_calls or [])
                 usage = chunk.usage or usage
                 finish_reason = chunk.finish_reason or finish_reason

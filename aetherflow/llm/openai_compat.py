@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from aetherflow.config.models import ModelConfig
 from aetherflow.llm.litellm_transport import KEYLESS_PLACEHOLDER, RETRYABLE_STATUS, retry_after_s
-from aetherflow.llm.transport import TransportChunk, TransportError, TransportRequest
+from aetherflow.llm.transport import (
+    MAX_REPLY_CHARS,
+    TransportChunk,
+    TransportError,
+    TransportRequest,
+    reply_too_large,
+)
 from aetherflow.llm.types import ToolCall
 from aetherflow.llm.usage import usage_from_litellm
 
@@ -98,6 +104,13 @@ class _Reading:
     usage: object = None
     finish_reason: str | None = None
     model_id: str | None = None
+    chars: int = 0
+
+    def count(self, chars: int) -> None:
+        """Add `chars` received; past MAX_REPLY_CHARS the reply is refused before more of it is buffered."""
+        self.chars += chars
+        if self.chars > MAX_REPLY_CHARS:
+            raise reply_too_large()
 
     def absorb(self, payload: dict[str, Any], key: str) -> str:
         """Record one chunk (`key` "delta") or a whole reply (`key` "message"); return its text."""
@@ -115,6 +128,7 @@ class _Reading:
                 self._add_tool(delta, position)
             if choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
+        self.count(len(text))
         return text
 
     def _add_tool(self, delta: dict[str, Any], position: int) -> None:
@@ -124,6 +138,7 @@ class _Reading:
         function = delta.get("function") or {}
         parts.name += function.get("name") or ""
         if function.get("arguments"):
+            self.count(len(function["arguments"]))
             parts.arguments.append(function["arguments"])
 
     def last_chunk(self) -> TransportChunk:
@@ -172,7 +187,7 @@ class OpenAICompatTransport:
                     async for text in _sse_texts(response, reading):
                         yield TransportChunk(text=text)
                 else:
-                    text = reading.absorb(_json(await response.aread()), "message")
+                    text = reading.absorb(_json(await _read_capped(response)), "message")
                     if text:
                         yield TransportChunk(text=text)
         except httpx.TimeoutException as exc:
@@ -199,6 +214,20 @@ async def _sse_texts(response: httpx.Response, reading: _Reading) -> AsyncIterat
         text = reading.absorb(_json(data.encode()), "delta")
         if text:
             yield text
+
+
+async def _read_capped(response: httpx.Response) -> bytes:
+    """A whole (unstreamed) body, refused once it is larger than any reply within MAX_REPLY_CHARS can be: JSON
+    escaping at most doubles the characters, and UTF-8 takes up to 4 bytes for one of them."""
+    limit = 8 * MAX_REPLY_CHARS
+    parts: list[bytes] = []
+    size = 0
+    async for part in response.aiter_bytes():
+        size += len(part)
+        if size > limit:
+            raise reply_too_large()
+        parts.append(part)
+    return b"".join(parts)
 
 
 def _json(raw: bytes) -> dict[str, Any]:

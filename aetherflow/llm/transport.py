@@ -15,6 +15,11 @@ from pydantic import BaseModel
 from aetherflow.config.models import ModelConfig
 from aetherflow.llm.types import ToolCall, Usage
 
+# The most characters of text plus tool-call arguments one reply may carry. The largest output limits today are
+# about 128k tokens (some 0.5 M characters) and a create_file may carry 2 M characters, so only a broken or
+# hostile provider gets near this; past it a transport stops reading instead of buffering without end.
+MAX_REPLY_CHARS = 4_000_000
+
 
 class TransportRequest(BaseModel):
     """One attempt at one model, already redacted and with prompt-cache markers applied."""
@@ -59,6 +64,15 @@ class TransportError(Exception):
         self.status = status
         self.retryable = retryable
         self.retry_after_s = retry_after_s
+
+
+def reply_too_large() -> TransportError:
+    """The failure of a reply that passed MAX_REPLY_CHARS. Not retryable: the same request would be as large again."""
+    return TransportError(
+        f"the reply passed {MAX_REPLY_CHARS:,} characters of text and tool-call arguments, far more than any model "
+        "returns; it was cut off and discarded",
+        retryable=False,
+    )
 
 
 class Transport(Protocol):

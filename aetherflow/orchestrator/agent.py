@@ -27,6 +27,8 @@ from aetherflow.orchestrator.tool_specs import WRITING_TOOLS
 from aetherflow.orchestrator.tools import ToolBox, ToolResult, truncate_middle
 
 PROTOCOL_PROMPT = "tool_protocol.md"
+# How text_protocol's errors about an edit block that could not be read begin (a stray marker in prose differs).
+BROKEN_BLOCK = "the edit block starting at line"
 _ANSWER_EXCERPT_CHARS = 160
 
 
@@ -157,8 +159,11 @@ class _AgentLoop:
 
     async def _tool_step(self, result: CallResult) -> AgentResult | None:
         if not result.tool_calls:
-            if text_protocol.parse_reply(result.text).edits:
+            parsed = text_protocol.parse_reply(result.text)
+            if parsed.edits or any(error.startswith(BROKEN_BLOCK) for error in parsed.errors):
                 # A tool-calling model that wrote edit blocks as text instead: apply them by the same safe path.
+                # A broken block (no closing marker, no file name) is answered with what is wrong with it, rather
+                # than taken for a final answer that made no edit.
                 return await self._text_step(result)
             return self._finish(result.text)
         # Some models omit call ids; the reply and its tool results must agree on one, so give each a stable id.

@@ -2,9 +2,22 @@
 
 A failed syntax check goes back to the same agent for one fix round; if it still fails, the executor raises so
 that the scheduler's fallback strategy retries the subtask on the next stronger model (the brief's escalation).
+
+Every subtask writes into the run's one worktree, so the executor records, per subtask, each file as it was
+before the subtask first wrote it. When the scheduler gives a subtask up (failed, stopped by the budget, or
+cancelled), `discard` puts those files back: half-done work (a file created just before a provider storm, the first
+of two edits) must never reach the change set, where `aether run --yes` would apply it.
 """
 
 from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
 
 from pydantic import BaseModel
 
@@ -19,12 +32,14 @@ from aetherflow.orchestrator.scheduler import TaskOutcome
 from aetherflow.orchestrator.tools import ToolBox
 from aetherflow.prompts import load_prompt
 from aetherflow.services import Services
+from aetherflow.workspace.safety import real_relpath, safe_relpath
 from aetherflow.workspace.validate import CheckResult, syntax_check
-from aetherflow.workspace.worktree import Workspace
+from aetherflow.workspace.worktree import EditOutcome, Workspace
 
 FIX_NOTE = (
     "Your previous edits do not pass validation. Fix exactly these problems, changing nothing else:\n{output}"
 )
+T = TypeVar("T")
 
 
 class ValidationFailed(AetherError):
@@ -36,6 +51,123 @@ class TaskRecord(BaseModel):
 
     validation_first_try: bool | None = None
     edits: list[str] = []
+
+
+def _read(path: Path) -> tuple[bytes | None, int | None]:
+    """The file's bytes and permission bits; (None, None) when there is no file."""
+    try:
+        return path.read_bytes(), path.stat().st_mode & 0o777
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None, None
+
+
+@dataclass
+class _Written:
+    """One file a subtask wrote: as it was before its first write, and as its last write left it."""
+
+    before: bytes | None
+    mode: int | None
+    after: bytes | None
+
+
+class TaskWrites:
+    """The files one subtask wrote in the shared worktree, so that they can be put back if it gives up."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.files: dict[str, _Written] = {}
+
+    def before_write(self, real: str) -> None:
+        """Remember the file as it is now, unless this subtask already wrote it (then its first state stands)."""
+        if real not in self.files:
+            data, mode = _read(self.root / real)
+            self.files[real] = _Written(before=data, mode=mode, after=data)
+
+    def after_write(self, real: str) -> None:
+        """Remember what the write left (unchanged when it failed)."""
+        self.files[real].after = _read(self.root / real)[0]
+
+    def undo(self) -> list[str]:
+        """Put back every file this subtask changed; returns those paths.
+
+        A file another subtask wrote since is left as it is: the other subtask's work wins over taking back this
+        one's (their edits cannot be told apart in one file).
+        """
+        restored = []
+        for real, written in sorted(self.files.items()):
+            path = self.root / real
+            if written.before == written.after or _read(path)[0] != written.after:
+                continue
+            if written.before is None:
+                path.unlink(missing_ok=True)
+            else:
+                tmp = path.with_name(f".{path.name}.aether-undo")
+                tmp.write_bytes(written.before)
+                os.chmod(tmp, written.mode if written.mode is not None else 0o644)
+                os.replace(tmp, path)
+            restored.append(real)
+        self.files.clear()
+        return restored
+
+
+async def _uninterrupted(action: Awaitable[T]) -> T:
+    """Await a file write; if the caller is cancelled meanwhile, let the write finish first (it runs in a thread
+    that cancelling cannot stop), then re-raise: afterwards the file is in a known state that can be put back."""
+    inner = asyncio.ensure_future(action)
+    try:
+        return await asyncio.shield(inner)
+    except asyncio.CancelledError:
+        await asyncio.wait([inner])
+        if not inner.cancelled():
+            inner.exception()  # retrieved here: the cancellation is what propagates
+        raise
+
+
+class _RecordingWorkspace:
+    """The worktree as one subtask's ToolBox sees it: reads pass through, writes are recorded in `writes`.
+
+    Each write holds the executor's lock for its file, shared by every subtask, so the state remembered before a
+    write is exactly the one the write starts from.
+    """
+
+    def __init__(self, workspace: Workspace, writes: TaskWrites, lock: Callable[[str], asyncio.Lock]) -> None:
+        self._workspace = workspace
+        self._writes = writes
+        self._lock = lock
+
+    @property
+    def root(self) -> Path:
+        return self._workspace.root
+
+    def read_text(self, rel: str, start_line: int | None = None, end_line: int | None = None) -> str:
+        return self._workspace.read_text(rel, start_line, end_line)
+
+    def list_dir(self, rel: str = ".") -> list[str]:
+        return self._workspace.list_dir(rel)
+
+    def exists(self, rel: str) -> bool:
+        return self._workspace.exists(rel)
+
+    async def edit(self, rel: str, search: str, replace: str) -> EditOutcome:
+        return await self._write(rel, lambda: self._workspace.edit(rel, search, replace))
+
+    async def write_file(self, rel: str, content: str, *, create_only: bool = False) -> EditOutcome:
+        return await self._write(rel, lambda: self._workspace.write_file(rel, content, create_only=create_only))
+
+    async def delete_file(self, rel: str) -> EditOutcome:
+        return await self._write(rel, lambda: self._workspace.delete_file(rel))
+
+    async def _write(self, rel: str, action: Callable[[], Awaitable[EditOutcome]]) -> EditOutcome:
+        try:
+            real = real_relpath(self.root, safe_relpath(self.root, rel))
+        except AetherError:
+            return await action()  # an unsafe path: the workspace refuses it with the reason, nothing is written
+        async with self._lock(real):
+            self._writes.before_write(real)
+            try:
+                return await _uninterrupted(action())
+            finally:
+                self._writes.after_write(real)
 
 
 class TaskExecutor:
@@ -51,6 +183,22 @@ class TaskExecutor:
         self.records: dict[str, TaskRecord] = {}
         # The user's images go only to subtasks that need vision (the router gave those a vision model).
         self.images = images or []
+        self._writes: dict[str, TaskWrites] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def _lock(self, real: str) -> asyncio.Lock:
+        return self._locks.setdefault(real, asyncio.Lock())
+
+    async def discard(self, task_id: str) -> list[str]:
+        """Put back the files subtask `task_id` wrote, because it ends without finishing; returns their paths."""
+        writes = self._writes.pop(task_id, None)
+        if writes is None:
+            return []
+        async with contextlib.AsyncExitStack() as held:
+            # Every one of its files, in a fixed order: no other subtask is half-way through writing one of them.
+            for real in sorted(writes.files):
+                await held.enter_async_context(self._lock(real))
+            return writes.undo()
 
     async def __call__(
         self, task: TaskSpec, route: RouteDecision, deps: dict[str, TaskOutcome], attempt: int
@@ -71,14 +219,16 @@ class TaskExecutor:
                 raise ValidationFailed(f"validation still fails after a fix round: {failures[0].output[:300]}")
             result = fixed
         record.edits = sorted(set(record.edits) | set(result.edits))
+        self._writes.pop(task.id, None)  # finished: its writes stay
         return TaskOutcome(task_id=task.id, status="done", output=result.text, cost_usd=cost)
 
     async def _agent(self, task: TaskSpec, route: RouteDecision, deps: dict[str, TaskOutcome],
                      note: str | None) -> AgentResult:
         services, settings = self.services, self.services.settings
         agent = settings.agents[route.agent]
+        writes = self._writes.setdefault(task.id, TaskWrites(self.workspace.root))
         toolbox = ToolBox(
-            self.workspace, agent.tools, settings.checks,
+            _RecordingWorkspace(self.workspace, writes, self._lock), agent.tools, settings.checks,
             search_code=self.context.search_code if self.context.available else None,
             bus=services.bus, run_id=self.run_id, task_id=task.id,
             redactor=services.redactor if settings.privacy.redact_secrets else None,

@@ -160,6 +160,7 @@ class Pipeline:
             self.services.settings, self.services.bus, self.router(), executor,
             max_concurrency=self.max_concurrency, task_timeout_s=self.task_timeout_s,
             remaining_budget=lambda: self.services.gateway.budget.remaining_usd, on_outcome=persist,
+            discard_task=executor.discard,
         )
         done = {k: TaskOutcome.model_validate(v) for k, v in state.outcomes.items()}
         return await scheduler.run(state.plan, state.run_id, done=done)

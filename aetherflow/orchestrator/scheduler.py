@@ -4,7 +4,9 @@ There are no layer barriers: each subtask starts the moment every one of its dep
 a global limit and a per-provider limit. A failed attempt follows the subtask's fallback strategy (retry, escalate
 to a stronger model, simplify, give up); the dependents of a subtask that did not finish are skipped with the
 reason. When the budget runs out, nothing new starts, running subtasks finish, and the rest are skipped so the
-run can be resumed. Every transition is published as a TaskStateChanged event.
+run can be resumed. A subtask that ends without finishing (failed, skipped by the budget, cancelled) has what it
+wrote taken back through `discard_task`, so only finished work reaches the change set and a resume starts it
+afresh. Every transition is published as a TaskStateChanged event.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ class TaskOutcome(BaseModel):
 
 # (task, route, outcomes of its dependencies, attempt number) -> outcome; raises on failure.
 RunTask = Callable[[TaskSpec, RouteDecision, dict[str, TaskOutcome], int], Awaitable[TaskOutcome]]
+# task id -> the files put back as they were before the subtask wrote them.
+DiscardTask = Callable[[str], Awaitable[list[str]]]
 
 
 class TaskRouter(Protocol):
@@ -96,6 +100,7 @@ class Scheduler:
         task_timeout_s: float,
         remaining_budget: Callable[[], float | None],
         on_outcome: Callable[[TaskOutcome], None] | None = None,
+        discard_task: DiscardTask | None = None,
     ) -> None:
         if max_concurrency < 1 or (per_provider is not None and per_provider < 1):
             raise ValueError("concurrency limits must be at least 1")
@@ -108,6 +113,7 @@ class Scheduler:
         self.task_timeout_s = task_timeout_s
         self.remaining_budget = remaining_budget
         self.on_outcome = on_outcome
+        self.discard_task = discard_task
 
     async def run(self, plan: Plan, run_id: str, done: dict[str, TaskOutcome] | None = None) -> dict[str, TaskOutcome]:
         """Run every subtask of `plan` not already done; return the outcome of every subtask.
@@ -254,6 +260,25 @@ class _Run:
     # ---- one subtask --------------------------------------------------------------------------------------
 
     async def _execute(self, task: TaskSpec) -> TaskOutcome:
+        """Run `task`; if it ends without finishing, take back what it wrote (and say so in its outcome)."""
+        try:
+            outcome = await self._attempt_until_done(task)
+        except asyncio.CancelledError:
+            await self._discard(task.id)
+            raise
+        if outcome.status == "done":
+            return outcome
+        restored = await self._discard(task.id)
+        if not restored:
+            return outcome
+        note = f" (its unfinished changes to {', '.join(restored)} were taken back)"
+        return outcome.model_copy(update={"error": outcome.error + note})
+
+    async def _discard(self, task_id: str) -> list[str]:
+        discard = self.owner.discard_task
+        return await discard(task_id) if discard is not None else []
+
+    async def _attempt_until_done(self, task: TaskSpec) -> TaskOutcome:
         """Route `task`, then attempt it until it succeeds or its fallback strategy gives up."""
         try:
             route = self.owner.router.route(task, self.owner.remaining_budget())
@@ -281,7 +306,10 @@ class _Run:
                     return self._ended(state, outcome)
                 state.errors.append(outcome.error or "the subtask reported a failure")
                 state.spent_usd += outcome.cost_usd
-            step = self._next_step(state)
+            try:
+                step = self._next_step(state)
+            except BudgetExceededError as exc:
+                return self._budget_skip(task.id, exc, state)
             if step is None:
                 return self._failed(state, state.errors[-1])
             self._publish(task.id, "retrying", state.route.agent, state.route.alias, state.attempt + 1,
@@ -307,14 +335,23 @@ class _Run:
         return self.provider_slots[provider]
 
     def _next_step(self, state: _Attempts) -> FallbackStep | None:
-        """Apply the next usable step of the fallback strategy to `state`; None when it says to give up."""
+        """Apply the next usable step of the fallback strategy to `state`; None when it says to give up.
+
+        Raises BudgetExceededError when the next stronger model exists but does not fit the budget."""
         while state.steps:
             step = state.steps.pop(0)
             if step == "fail":
                 return None
             if step == "next_agent":
-                stronger = self.owner.router.escalate(state.route, state.task, self.owner.remaining_budget())
+                remaining = self.owner.remaining_budget()
+                stronger = self.owner.router.escalate(state.route, state.task, remaining)
                 if stronger is None:
+                    # Nothing stronger fits the budget, yet something stronger exists: that is a budget stop (the
+                    # subtask is skipped and resumable), not a failure of the model that was tried.
+                    if remaining is not None:
+                        unbounded = self.owner.router.escalate(state.route, state.task, None)
+                        if unbounded is not None:
+                            raise _unaffordable(state, unbounded.alias, remaining)
                     continue
                 state.route = stronger
             elif step == "simplify_and_retry":
@@ -365,4 +402,13 @@ class _Run:
         ))
 
 
-__all__ = ["RunTask", "Scheduler", "TaskOutcome", "TaskRouter"]
+def _unaffordable(state: _Attempts, fallback: str, remaining_usd: float) -> BudgetExceededError:
+    """The budget stop of a subtask whose fallback does not fit: what failed, and what the fallback would need."""
+    return BudgetExceededError(
+        f"{state.route.alias} failed ({state.errors[-1][:_MAX_ERROR_IN_NOTE]}) and its fallback {fallback} "
+        f"could cost more than the ${remaining_usd:.4f} left",
+        "Raise the limit with `--budget USD`, or set budget.per_run_usd in aetherflow.toml, then resume the run.",
+    )
+
+
+__all__ = ["DiscardTask", "RunTask", "Scheduler", "TaskOutcome", "TaskRouter"]

@@ -180,7 +180,11 @@ def test_undo_after_the_change_was_committed_and_pushed_rewrites_no_history_and_
     demo_repo: Path, scripted_server: ScriptedServer, tmp_path: Path,
 ) -> None:
     """Applied with --commit and pushed to a bare remote: `aether undo` restores the files, leaves HEAD, the commit
-    and the remote alone, keeps the user's staged and unstaged work, and says to commit the reversal (git revert)."""
+    and the remote alone, keeps the user's staged and unstaged work, and says to commit the reversal (git revert).
+
+    The user has no edit of their own in app/auth.py here: --commit refuses to sweep one into its commit (see
+    test_commit_user_changes.py)."""
+    git(demo_repo, "checkout", "--", UNSTAGED_FILE)
     remote = tmp_path / "remote.git"
     git(tmp_path, "init", "-q", "--bare", str(remote))
     git(demo_repo, "remote", "add", "origin", str(remote))
