@@ -14,17 +14,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
-
-from pydantic import BaseModel
 
 from aetherflow.config.models import Settings
 from aetherflow.errors import AetherError, BudgetExceededError, PlanError
 from aetherflow.events import EventBus, TaskState, TaskStateChanged
 from aetherflow.orchestrator.plan import FallbackStep, Plan, TaskSpec, find_cycle
 from aetherflow.orchestrator.router import RouteDecision
+from aetherflow.orchestrator.task_types import DiscardTask, RunTask, TaskOutcome, TaskRouter
 
 log = logging.getLogger(__name__)
 
@@ -33,37 +31,6 @@ SIMPLIFY_NOTE = (
     "Make the smallest, safest change that meets the acceptance criteria, and leave everything else as it is."
 )
 _MAX_ERROR_IN_NOTE = 500
-
-
-class TaskOutcome(BaseModel):
-    """How one subtask ended. `output` is what dependents receive; `error` says why it failed or was skipped."""
-
-    task_id: str
-    status: Literal["done", "failed", "skipped"]
-    output: str = ""
-    error: str = ""
-    agent: str | None = None
-    alias: str | None = None
-    attempts: int = 0
-    started_at: float | None = None
-    ended_at: float | None = None
-    cost_usd: float = 0.0
-
-
-# (task, route, outcomes of its dependencies, attempt number) -> outcome; raises on failure.
-RunTask = Callable[[TaskSpec, RouteDecision, dict[str, TaskOutcome], int], Awaitable[TaskOutcome]]
-# task id -> the files put back as they were before the subtask wrote them.
-DiscardTask = Callable[[str], Awaitable[list[str]]]
-
-
-class TaskRouter(Protocol):
-    """What the scheduler needs of the router (aetherflow.orchestrator.router.Router provides it)."""
-
-    def route(self, task: TaskSpec, remaining_budget_usd: float | None) -> RouteDecision: ...
-
-    def escalate(
-        self, decision: RouteDecision, task: TaskSpec, remaining_budget_usd: float | None = None
-    ) -> RouteDecision | None: ...
 
 
 class _NotStarted(Exception):
