@@ -154,7 +154,7 @@ def ping_targets(settings: Settings, environ: Mapping[str, str], local_ok: bool)
     targets, skipped = [], []
     for alias, model in settings.models.items():
         if model.local:
-            reason = None if local_ok else "local model not installed"
+            reason = None if local_ok or not model.embedded else "local model not installed"
         elif settings.privacy.local_only:
             reason = "privacy.local_only is on"
         elif model.key_env and not environ.get(model.key_env):

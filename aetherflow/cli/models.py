@@ -73,9 +73,11 @@ def model_rows(services: Services) -> list[dict[str, Any]]:
             "capabilities": list(model.capabilities),
             "agents": settings.agents_using(alias),
         }
-        if model.local:
+        if model.embedded:
             local_status = local_status or local_model_status()
             row["installed"], row["status"] = local_status
+        elif model.local:
+            row["installed"], row["status"] = True, f"served on this machine at {model.api_base}"
         rows.append(row)
     return rows
 

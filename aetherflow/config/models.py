@@ -6,7 +6,9 @@ and environment on top and validates the result against these models.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
@@ -20,6 +22,17 @@ MissingKeyPolicy = Literal["local", "error"]
 # Severities of review findings, lowest first; "never" as a blocking threshold means findings only inform.
 ReviewSeverity = Literal["low", "medium", "high"]
 BlockOn = Literal["never", "low", "medium", "high"]
+
+
+def is_loopback_url(url: str) -> bool:
+    """True when `url`'s host is this machine: localhost or a loopback address."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class _Strict(BaseModel):
@@ -44,8 +57,26 @@ class ModelConfig(_Strict):
     price: Price | None = None
     context_window: int = Field(default=8192, gt=0)
     capabilities: list[Capability] = Field(default_factory=lambda: ["streaming"])
-    local: bool = False
+    local: bool = Field(
+        default=False,
+        description="Runs on this machine: the embedded model (no api_base) or a server on a loopback address.",
+    )
     max_concurrency: int = Field(default=4, ge=1)
+
+    @model_validator(mode="after")
+    def _local_stays_on_this_machine(self) -> ModelConfig:
+        # `local` is what privacy.local_only trusts, so a local model's server must be on this machine.
+        if self.local and self.api_base is not None and not is_loopback_url(self.api_base):
+            raise ValueError(
+                f"`api_base`: a local model must be served on this machine (localhost, 127.0.0.1 or ::1), "
+                f"not {self.api_base}; set local = false for a server elsewhere"
+            )
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        """The in-process model (llama-cpp), as opposed to a local server reached over HTTP."""
+        return self.local and self.api_base is None
 
     @property
     def provider(self) -> str:

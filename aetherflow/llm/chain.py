@@ -74,10 +74,12 @@ def _substitute(
     local_model = settings.models.get(local_alias)
 
     def can_use_local() -> bool:
-        return local_model is not None and local_model.local and local_ok()
+        return local_model is not None and local_model.local and (not local_model.embedded or local_ok())
 
     if model.local:
-        return (alias, "") if local_ok() else (None, f"{alias}: local model not installed ({LOCAL_INSTALL_HINT})")
+        if not model.embedded or local_ok():
+            return alias, ""
+        return None, f"{alias}: local model not installed ({LOCAL_INSTALL_HINT})"
     if settings.privacy.local_only:
         if can_use_local():
             return local_alias, f"{alias}: privacy.local_only forbids remote models; using {local_alias}"

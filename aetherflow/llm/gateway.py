@@ -126,10 +126,14 @@ class Gateway:
         model = self.settings.models.get(alias)
         if model is None:
             return False, "not in the model catalogue"
-        if model.local:
+        if model.embedded:
             self._local_ok()
             assert self._local_status is not None
             return self._local_status
+        if model.local:
+            if self.breakers.state(alias) == "open":
+                return False, "circuit open after repeated failures"
+            return True, f"served on this machine at {model.api_base}"
         if self.settings.privacy.local_only:
             return False, "privacy.local_only forbids remote models"
         if key_missing(model, self.environ):

@@ -319,7 +319,7 @@ class ModelCaller:
 
     async def _transport_for(self, model: ModelConfig) -> Transport:
         """The transport for `model`, created on first use (ModelUnavailableError when it cannot exist)."""
-        kind = "local" if model.local else "litellm"
+        kind = "local" if model.embedded else "litellm"
         if self._light and kind == "litellm":
             from aetherflow.llm import openai_compat
 
@@ -327,7 +327,7 @@ class ModelCaller:
         transport = self._transports.get(kind)
         if transport is not None:
             return transport
-        if model.local:
+        if model.embedded:
             from aetherflow.llm.local import LocalTransport
 
             created: Transport = LocalTransport()

@@ -58,7 +58,7 @@ PROFILES: dict[str, Profile] = {
 
 def supports(model: ModelConfig) -> bool:
     """Whether `model` can go through this transport (a remote model of a provider listed in PROFILES)."""
-    return not model.local and "/" in model.model and model.provider in PROFILES
+    return not model.embedded and "/" in model.model and model.provider in PROFILES
 
 
 def endpoint(model: ModelConfig) -> str:
