@@ -254,6 +254,11 @@ class Settings(_Strict):
                         f"`routing.rules.{index}.{key}`: routing rule '{rule.task_type}' names agent "
                         f"'{agent_name}', which is not in [agents]"
                     )
+        if self.privacy.local_only and self.index.url and not is_loopback_url(self.index.url):
+            raise ValueError(
+                f"`index.url`: privacy.local_only is on, but the index server {self.index.url} is on another machine "
+                "and would receive your code; unset index.url (the embedded index) or use a server on this machine"
+            )
         if self.gateway.missing_key == "local" and self.gateway.local_alias not in self.models:
             raise ValueError(
                 f"`gateway.local_alias`: '{self.gateway.local_alias}' is not in [models] "

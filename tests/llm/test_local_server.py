@@ -76,3 +76,18 @@ async def test_a_failing_local_server_never_falls_back_to_the_cloud(
 
     assert "ollama" in failed.value.message and "local_only" in (failed.value.hint or "")
     assert scripted_server.request_count == 0
+
+
+def test_local_only_refuses_an_index_server_on_another_machine() -> None:
+    """Chunks of code go to the index server: under local_only it must be on this machine too."""
+    from aetherflow.config.loader import load_settings
+    from aetherflow.errors import ConfigError
+
+    with pytest.raises(ConfigError) as refused:
+        load_settings(None, flags={"privacy": {"local_only": True}, "index": {"url": "http://qdrant.example:6333"}},
+                      environ={})
+    allowed = load_settings(None, flags={"privacy": {"local_only": True}, "index": {"url": "http://127.0.0.1:6333"}},
+                            environ={})
+
+    assert "index.url" in refused.value.message and "another machine" in refused.value.message
+    assert allowed.index.url == "http://127.0.0.1:6333"
