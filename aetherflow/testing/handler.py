@@ -12,7 +12,7 @@ import time
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 
-from aetherflow.testing.script import Fault, RecordedRequest, Reply
+from aetherflow.testing.script import Fault, RecordedRequest
 from aetherflow.testing.wire import Completion, error_body, sse_event
 
 if TYPE_CHECKING:

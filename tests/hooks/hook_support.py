@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +11,7 @@ import tomlkit
 
 import aetherflow
 from aetherflow.config.trust import trust_repository
-from aetherflow.testing.settings import SCRIPTED_KEY, SCRIPTED_KEY_ENV, deep_merge, scripted_flags
+from aetherflow.testing.settings import deep_merge, scripted_flags
 
 PROJECT_ROOT = Path(aetherflow.__file__).resolve().parent.parent
 GIT_IDENTITY = {
