@@ -41,6 +41,9 @@ class Reply:
     waits the same total before it is sent. `truncate_after_chunks` cuts a stream after that many content
     chunks (or at the end of the content, whichever is first): no finish chunk, no usage, no `[DONE]`, and the
     connection is closed mid-body. A non-streamed reply with it set sends half its body, then closes.
+    `chunk_chars` streams text and tool arguments in pieces of that many characters instead of word by word and
+    8 characters at a time, as providers that send large chunks (or a whole tool call at once) do; it keeps a
+    reply of megabytes to a few chunks, so tests of huge replies measure the product rather than the wire.
     """
 
     text: str = ""
@@ -55,10 +58,13 @@ class Reply:
     model: str | None = None
     finish_reason: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    chunk_chars: int | None = None
 
     def __post_init__(self) -> None:
         if self.json is not None and self.text:
             raise ValueError("Reply takes `text` or `json`, not both")
+        if self.chunk_chars is not None and self.chunk_chars < 1:
+            raise ValueError("Reply.chunk_chars must be >= 1")
         if self.tokens_per_s is not None and self.tokens_per_s <= 0:
             raise ValueError("Reply.tokens_per_s must be positive")
         if self.truncate_after_chunks is not None and self.truncate_after_chunks < 0:

@@ -184,6 +184,11 @@ class ScriptedServer:
         with self._lock:
             return len(self._requests)
 
+    def forget_requests(self) -> None:
+        """Drop the requests recorded so far, so a long session (a chaos run, a benchmark) does not keep every body."""
+        with self._lock:
+            self._requests.clear()
+
     def completion_requests(self) -> list[RecordedRequest]:
         """Only the chat-completions requests."""
         return [r for r in self.requests if r.path.endswith("/chat/completions")]

@@ -63,13 +63,18 @@ class Completion:
     # ---- pieces and usage -------------------------------------------------------------------------------
 
     def content_deltas(self) -> list[dict[str, Any]]:
-        """The deltas after the role chunk: text words, then each tool call (header, then argument pieces)."""
-        deltas: list[dict[str, Any]] = [{"content": word} for word in split_words(self.reply.content)]
+        """The deltas after the role chunk: text words, then each tool call (header, then argument pieces).
+
+        With `Reply.chunk_chars`, text and arguments go in pieces of that size instead.
+        """
+        size = self.reply.chunk_chars
+        words = split_words(self.reply.content) if size is None else split_fixed(self.reply.content, size)
+        deltas: list[dict[str, Any]] = [{"content": word} for word in words]
         for index, call in enumerate(self.reply.tool_calls):
             head = {"index": index, "id": self.tool_call_id(index), "type": "function",
                     "function": {"name": call.name, "arguments": ""}}
             deltas.append({"tool_calls": [head]})
-            for piece in split_fixed(call.arguments_text()):
+            for piece in split_fixed(call.arguments_text(), size or ARGUMENT_PIECE_CHARS):
                 deltas.append({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
         return deltas
 
