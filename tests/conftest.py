@@ -24,6 +24,13 @@ def _default_key_variables() -> set[str]:
     return names
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """`--chaos-runs N`: also run the full chaos count of issue 7 (tests/adversarial/test_chaos.py); CI passes 500."""
+    parser.addoption("--chaos-runs", type=int, default=0, metavar="N",
+                     help="run the full chaos test with N seeded runs (0, the default: only the quick 20)")
+    parser.addoption("--chaos-seed-start", type=int, default=0, metavar="S", help="first seed of the full chaos run")
+
+
 @pytest.fixture(autouse=True)
 def aether_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point AETHER_HOME at a tmp dir and hide the developer's keys and AETHER_* overrides from every test.

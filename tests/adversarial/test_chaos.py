@@ -3,8 +3,8 @@
 Every run (chaos_support.ChaosRunner) is the real Pipeline against `aetherflow.testing.chaos.ChaosScript` on a fresh
 copy of examples/demo-app holding the user's own changes, followed by accept-all (`--yes`), reject, or accept and
 undo; chaos_checks.py lists the invariants checked after each one. The normal run does QUICK_SEEDS seeds;
-`pytest -m chaos` does the full count (AETHER_CHAOS_RUNS, default 500, from AETHER_CHAOS_SEED_START, default 0)
-and prints the figures; bench/bench_chaos.py does the same outside pytest.
+`pytest --chaos-runs 500` (what CI runs; add `-m chaos` for this test alone) does the full count from
+`--chaos-seed-start` and prints the figures; bench/bench_chaos.py does the same outside pytest.
 
 The tests below the chaos runs prove the generator is reproducible and fits its replies to the request, and that
 each invariant check does fail when its invariant is broken (a check that cannot fail proves nothing).
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from pathlib import Path
 
@@ -37,9 +36,7 @@ from aetherflow.testing.server import ScriptedServer
 from aetherflow.testing.settings import scripted_environ, scripted_settings
 
 QUICK_SEEDS = 20
-# Read at import: the autouse aether_home fixture hides every AETHER_* variable from the tests themselves.
-FULL_RUNS = int(os.environ.get("AETHER_CHAOS_RUNS", "500"))
-SEED_START = int(os.environ.get("AETHER_CHAOS_SEED_START", "0"))
+MIN_FULL_RUNS = 500
 
 
 def _chaos(base: Path, seeds: range) -> tuple[list[RunReport], float]:
@@ -62,10 +59,11 @@ def test_chaos_runs_crash_nothing_leak_nothing_and_lose_no_user_byte(tmp_path: P
 @pytest.mark.chaos
 def test_chaos_full_count_keeps_every_invariant(tmp_path: Path, request: pytest.FixtureRequest,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    """The full count (>= 500 seeds by default), selected with `-m chaos`; prints the figures."""
-    if "chaos" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip("the full chaos count runs with `pytest -m chaos` (or bench/bench_chaos.py)")
-    reports, wall_s = _chaos(tmp_path / "chaos", range(SEED_START, SEED_START + FULL_RUNS))
+    """The full count, `--chaos-runs N` seeds from `--chaos-seed-start` (CI: 500 from 0); prints the figures."""
+    runs, start = request.config.getoption("--chaos-runs"), request.config.getoption("--chaos-seed-start")
+    if runs <= 0:
+        pytest.skip(f"the full chaos count runs with `pytest --chaos-runs {MIN_FULL_RUNS}` (or bench/bench_chaos.py)")
+    reports, wall_s = _chaos(tmp_path / "chaos", range(start, start + runs))
     figures = summarize(reports, wall_s)
     with capsys.disabled():  # the figures are the point of this run: shown even without -s
         print("\n" + figures)
