@@ -225,9 +225,13 @@ class Gateway:
         )
 
     async def _structured(self, state: CallState, reply: Reply) -> tuple[Reply, BaseModel | None]:
-        """Parse a structured reply; on failure, one repair round showing the model its errors."""
+        """Parse a structured reply; on failure, one repair round showing the model its errors.
+
+        Tool calls pass through unparsed only when the request offered tools; a call to a tool nobody offered is a
+        reply that is not the requested structure, repaired (or refused) like any other.
+        """
         schema = state.request.output_schema
-        if schema is None or reply.tool_calls:
+        if schema is None or (reply.tool_calls and state.request.tools):
             return reply, None
         parsed, errors = structured.parse_reply(reply.text, schema)
         if parsed is not None:

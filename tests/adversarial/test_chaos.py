@@ -23,7 +23,7 @@ from chaos_checks import Evidence, check_run, outside_state, protected_state
 from chaos_support import SIBLING_CANARY, ChaosRunner, RunReport, summarize
 
 from aetherflow import paths
-from aetherflow.errors import PlanError
+from aetherflow.errors import StructuredOutputError
 from aetherflow.events import CallFinished
 from aetherflow.llm.budget import Budget
 from aetherflow.llm.types import Usage
@@ -231,16 +231,17 @@ def test_an_unlimited_budget_flags_no_overrun(caplog: pytest.LogCaptureFixture) 
 
 def test_a_plan_answered_with_an_unoffered_tool_call_stops_the_run_with_a_message(
         demo_repo: Path, scripted_server: ScriptedServer) -> None:
-    """The planner offers no tool; a model calling one anyway used to crash `aether run` with a TypeError."""
+    """The planner offers no tool; a model calling one anyway (found by the chaos run) used to crash `aether run`
+    with a TypeError: it is now repaired like any reply that is not a plan, then refused with the reason."""
     scripted_server.script = lambda request: Reply(
         tool_calls=[ToolCallSpec(name="json_tool_call", arguments={"plan": {}})])
     before = snapshot(demo_repo)
     services = Services(scripted_settings(scripted_server, cache={"enabled": False}), demo_repo,
                         environ=scripted_environ())
 
-    with pytest.raises(PlanError) as stopped:
+    with pytest.raises(StructuredOutputError) as stopped:
         asyncio.run(Pipeline(services).run("add a logout_all function"))
 
-    assert "answered with a tool call (json_tool_call) instead of a plan" in stopped.value.message
-    assert "aether agents edit orchestrator --model" in (stopped.value.hint or "")
+    assert "did not match Plan, even after a repair round" in stopped.value.message
+    assert stopped.value.hint and "json_schema" in stopped.value.hint
     assert_untouched(before, demo_repo)

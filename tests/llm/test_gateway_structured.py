@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from aetherflow.errors import StructuredOutputError
 from aetherflow.events import CallFailed, CallFinished, Event, EventBus
 from aetherflow.llm.gateway import Gateway
-from aetherflow.llm.types import CallRequest, CallResult, Message, TextDelta
+from aetherflow.llm.types import CallRequest, CallResult, Message, TextDelta, ToolSpec
 from aetherflow.testing.server import Reply, ScriptedServer, ToolCallSpec
 from aetherflow.testing.settings import scripted_environ, scripted_settings
 
@@ -108,12 +108,27 @@ async def test_a_streamed_call_shows_the_first_reply_and_returns_the_repaired_on
     await gateway.aclose()
 
 
-async def test_tool_calls_are_not_parsed_as_the_schema(scripted_server: ScriptedServer) -> None:
+async def test_calls_to_offered_tools_are_not_parsed_as_the_schema(scripted_server: ScriptedServer) -> None:
     gateway, _ = make_gateway(scripted_server)
     scripted_server.enqueue(Reply(tool_calls=[ToolCallSpec(name="read_file", arguments={"path": "a.py"})]))
+    read_file = ToolSpec(name="read_file", description="Read a file.", parameters={"type": "object"})
 
-    result = await gateway.complete(plan_request())
+    result = await gateway.complete(plan_request(tools=[read_file]))
 
     assert result.parsed is None and result.tool_calls[0].name == "read_file"
     assert scripted_server.request_count == 1
+    await gateway.aclose()
+
+
+async def test_a_call_to_a_tool_nobody_offered_is_repaired_like_any_unstructured_reply(
+    scripted_server: ScriptedServer,
+) -> None:
+    gateway, _ = make_gateway(scripted_server)
+    scripted_server.enqueue(Reply(tool_calls=[ToolCallSpec(name="run_shell", arguments={"cmd": "id"})]),
+                            Reply(tool_calls=[ToolCallSpec(name="run_shell", arguments={"cmd": "id"})]))
+
+    with pytest.raises(StructuredOutputError) as refused:
+        await gateway.complete(plan_request())
+
+    assert "TaskPlan" in refused.value.message and scripted_server.request_count == 2
     await gateway.aclose()
