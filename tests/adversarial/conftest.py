@@ -7,17 +7,13 @@ from pathlib import Path
 
 import pytest
 from adversarial_support import fake_home, make_demo_repo
+from git_support import use_private_git_config
 
 
 @pytest.fixture(autouse=True)
 def git_identity(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A private git configuration: no global or system config of the developer leaks into a test."""
-    config = tmp_path / "gitconfig"
-    config.write_text("[init]\n\tdefaultBranch = main\n[user]\n\tname = Tester\n\temail = tester@example.com\n")
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(config))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    for name in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
-        monkeypatch.delenv(name, raising=False)
+    use_private_git_config(tmp_path, monkeypatch)
 
 
 @pytest.fixture
