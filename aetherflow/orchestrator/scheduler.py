@@ -6,7 +6,7 @@ to a stronger model, simplify, give up); the dependents of a subtask that did no
 reason. When the budget runs out, nothing new starts, running subtasks finish, and the rest are skipped so the
 run can be resumed. A subtask that ends without finishing (failed, skipped by the budget, cancelled) has what it
 wrote taken back through `discard_task`, so only finished work reaches the change set and a resume starts it
-afresh. Every transition is published as a TaskStateChanged event.
+afresh; so does each failed attempt before the next one. Every transition is published as a TaskStateChanged event.
 """
 
 from __future__ import annotations
@@ -129,6 +129,8 @@ class _Run:
         self.budget_stop: str | None = None
         self.global_slots = asyncio.Semaphore(owner.max_concurrency)
         self.provider_slots: dict[str, asyncio.Semaphore] = {}
+        # Task id -> the files its failed attempts wrote and that were put back (named in its outcome).
+        self.taken_back: dict[str, set[str]] = {}
         self._announce(done)
 
     def _announce(self, done: dict[str, TaskOutcome]) -> None:
@@ -235,15 +237,18 @@ class _Run:
             raise
         if outcome.status == "done":
             return outcome
-        restored = await self._discard(task.id)
+        await self._discard(task.id)
+        restored = sorted(self.taken_back.pop(task.id, set()))
         if not restored:
             return outcome
         note = f" (its unfinished changes to {', '.join(restored)} were taken back)"
         return outcome.model_copy(update={"error": outcome.error + note})
 
-    async def _discard(self, task_id: str) -> list[str]:
-        discard = self.owner.discard_task
-        return await discard(task_id) if discard is not None else []
+    async def _discard(self, task_id: str) -> None:
+        """Put back what `task_id` wrote since it started or since its last failed attempt."""
+        if self.owner.discard_task is not None:
+            restored = await self.owner.discard_task(task_id)
+            self.taken_back.setdefault(task_id, set()).update(restored)
 
     async def _attempt_until_done(self, task: TaskSpec) -> TaskOutcome:
         """Route `task`, then attempt it until it succeeds or its fallback strategy gives up."""
@@ -279,6 +284,9 @@ class _Run:
                 return self._budget_skip(task.id, exc, state)
             if step is None:
                 return self._failed(state, state.errors[-1])
+            # The next attempt (a retry, a stronger model) starts from the files as they were before this
+            # subtask, not from the edits that just failed.
+            await self._discard(task.id)
             self._publish(task.id, "retrying", state.route.agent, state.route.alias, state.attempt + 1,
                           f"{step}: {state.errors[-1]}")
 

@@ -147,7 +147,8 @@ async def test_a_tiny_budget_plans_then_skips_subtasks_and_the_run_resumes_with_
 
 
 def _escalation_script(plan: dict) -> Callable[[RecordedRequest], Reply]:
-    """"fast" breaks util.py twice (first try, then its fix round); "strong" repairs it."""
+    """"fast" breaks util.py twice (first try, then its fix round); "strong" starts again from the original file
+    (the failed attempt's edits were taken back) and makes the change."""
     fast_edits = [("x * 2", "x * (2"), ("x * (2", "x * ((2")]
     fast_loops = [0]
 
@@ -163,7 +164,7 @@ def _escalation_script(plan: dict) -> Callable[[RecordedRequest], Reply]:
             search, replace = fast_edits[min(fast_loops[0], 1)]
             fast_loops[0] += 1
         else:
-            search, replace = "x * ((2", "x * 3"
+            search, replace = "x * 2", "x * 3"
         args = {"path": "util.py", "search": search, "replace": replace}
         return Reply(tool_calls=[ToolCallSpec(name="edit_file", arguments=args)])
 
