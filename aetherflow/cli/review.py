@@ -114,8 +114,8 @@ def print_result(con: Console, result: RunResult, cost: RunCost, *, message: boo
 
 
 def show_diff(con: Console, change: FileChange) -> None:
-    """One file's diff, syntax-highlighted; bidi, zero-width and control characters shown as `<U+XXXX>`, so a
-    line that would display reordered or hidden is reviewed as it really is."""
+    """One file's diff, syntax-highlighted; bidi, zero-width and control characters shown as code-point markers
+    (`<U+202E>`), so a line that would display reordered or hidden is reviewed as it really is."""
     text = reveal_invisible(change.diff())
     con.print(Syntax(text, "diff", theme="ansi_dark", word_wrap=True, background_color="default"))
 

@@ -3,7 +3,7 @@
 Bidirectional controls (U+202A-U+202E, U+2066-U+2069, ...) reorder a line on screen, so `if admin:` can display
 as something else ("Trojan Source"); zero-width and tag characters hide text; terminal control bytes (ESC, a
 bare CR) can erase or overwrite a diff line. A change set is reviewed as shown, so each such character is
-replaced by a visible `<U+XXXX>` marker. Tabs and line ends stay as they are.
+replaced by a visible code-point marker such as `<U+202E>`. Tabs and line ends stay as they are.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def is_hidden(char: str) -> bool:
 
 
 def reveal_invisible(text: str) -> str:
-    """`text` with every invisible or terminal-controlling character replaced by `<U+XXXX>`."""
+    """`text` with every invisible or terminal-controlling character replaced by its code-point marker (`<U+202E>`)."""
     if text.isprintable():
         return text  # the common case, checked in C: nothing to reveal
     text = _STRAY_CR.sub("<U+000D>", text)

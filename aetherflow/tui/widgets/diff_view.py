@@ -42,7 +42,8 @@ class HunkView(Static):
         head.append(f"  {self.hunk.header}", style="dim")
         # The widget's own background, not the terminal's default, so the code sits on the panel seamlessly.
         background = self.background_colors[1].hex
-        # Bidi, zero-width and control characters as `<U+XXXX>`: a reordered or hidden line is reviewed as it is.
+        # Bidi, zero-width and control characters as code-point markers (`<U+202E>`): a reordered or hidden line
+        # is reviewed as it is.
         body = Syntax(
             reveal_invisible("\n".join(self.hunk.lines)), "diff", theme=syntax_theme(self.app),
             background_color=background, word_wrap=False,
