@@ -37,7 +37,7 @@ from adversarial_support import (
     trust,
 )
 from orchestrator.pipeline_support import scripted_config_toml
-from test_secrets import leaks
+from leak_support import leaks
 
 from aetherflow.testing.script import Fault, Reply
 from aetherflow.testing.server import ScriptedServer

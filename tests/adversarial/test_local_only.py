@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from adversarial_support import PROJECT_ROOT, assert_untouched, git, run_aether, snapshot, trust
 from orchestrator.pipeline_support import scripted_config_toml
-from test_secrets import NetworkWatch
+from leak_support import NetworkWatch
 
 from aetherflow.cli.ask import _ask as ask_command
 from aetherflow.config.loader import DEFAULTS_FILE, load_settings
