@@ -85,9 +85,8 @@ def check_trust(settings: Settings) -> Check:
         return Check("trust", "ok", f"{paths.REPO_CONFIG_NAME} is trusted as it is now")
     if not trust.ignored:
         return Check("trust", "ok", f"{paths.REPO_CONFIG_NAME} is not trusted, but sets nothing that needs trust")
-    why = "changed since you trusted it" if trust.state == "changed" else "not trusted"
     return Check(
-        "trust", "warn", f"{paths.REPO_CONFIG_NAME} is {why}; ignored: {', '.join(trust.ignored)}",
+        "trust", "warn", f"{paths.REPO_CONFIG_NAME} {trust.reason}; ignored: {', '.join(trust.ignored)}",
         "Review the file, then run `aether trust` to honour it.",
     )
 

@@ -36,14 +36,18 @@ class RepoTrust:
     state: TrustState
     ignored: list[str] = field(default_factory=list)
 
+    @property
+    def reason(self) -> str:
+        """Why the file is not honoured in full: 'is not trusted' or 'has changed since you trusted it'."""
+        return "has changed since you trusted it" if self.state == "changed" else "is not trusted"
+
     def notice(self) -> str | None:
         """One warning for the user when keys were ignored, naming the next step; None when nothing was."""
         if not self.ignored:
             return None
         shown = ", ".join(self.ignored[:6]) + (f" and {len(self.ignored) - 6} more" if len(self.ignored) > 6 else "")
-        why = "has changed since you trusted it" if self.state == "changed" else "is not trusted"
         return (
-            f"{self.path} {why}; its settings that could send your code or keys elsewhere, run commands or "
+            f"{self.path} {self.reason}; its settings that could send your code or keys elsewhere, run commands or "
             f"raise spending were ignored: {shown}. Review the file, then run `aether trust` to honour it."
         )
 
