@@ -241,6 +241,20 @@ def _check_reviewable(result: RunResult) -> None:
 # ---- aether undo ---------------------------------------------------------------------------------------------
 
 
+def _record_undo(repo_root: Path, run_id: str) -> None:
+    """Mark the run undone in the ledger, so that stats no longer count it as a success."""
+    from aetherflow import paths
+    from aetherflow.ledger.store import Ledger
+
+    ledger_path = paths.state_dir(repo_root) / "ledger.sqlite"
+    if ledger_path.is_file():
+        ledger = Ledger(ledger_path)
+        try:
+            ledger.record_undo(run_id)
+        finally:
+            ledger.close()
+
+
 @app.command()
 def undo(as_json: JsonFlag = False) -> None:
     """Revert the last applied run exactly; refuses, naming them, if those files changed since."""
@@ -252,6 +266,7 @@ def undo(as_json: JsonFlag = False) -> None:
     if note:
         err_console().print(f"[yellow]Recovered an interrupted operation:[/] {escape(note)}")
     record = undo_last(repo_root)
+    _record_undo(repo_root, record.run_id)
     removed = [path for path in record.files if record.before.get(path) is None]
     restored = [path for path in record.files if path not in removed]
     commits = commits_since_apply(repo_root, record)

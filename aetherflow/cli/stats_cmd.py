@@ -1,5 +1,6 @@
-"""`aether stats`: what the ledger says about spend, savings, caching, validation and review; `--routing` shows
-the table the router uses (rules, each agent's model, recorded success rates, which slot it prefers)."""
+"""`aether stats`: what the ledger says about spend, task success, savings, caching, validation and review;
+`--routing` shows the table the router uses (rules, each agent's model, recorded success rates, which slot it
+prefers)."""
 
 from __future__ import annotations
 
@@ -22,9 +23,11 @@ def stats(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
     routing: Annotated[bool, typer.Option("--routing", help="Show the routing table with recorded outcomes.")] = False,
 ) -> None:
-    """Spend, savings against the orchestrator model alone, cache hits, pass and acceptance rates, TTFT.
+    """Spend, task success, savings against the orchestrator model alone, cache hits, pass and acceptance rates.
 
-    Spend is shown by agent, model and day, with the cost per run; --routing shows the router's table instead.
+    Savings count only the runs that succeeded (applied, not undone, checks passed or none configured); spend is
+    shown by agent, model and day, with the cost per run; --routing shows the router's table instead. With
+    --json, rates are fractions (0..1) and dollars are rounded to a millionth.
     """
     from aetherflow.orchestrator.pipeline import Pipeline
     from aetherflow.services import build_services
@@ -39,7 +42,7 @@ def stats(
         return
     figures, alias = _compute(pipeline)
     if as_json:
-        print_json({**figures.model_dump(), "baseline_alias": alias})
+        print_json({**figures.model_dump(mode="json"), "baseline_alias": alias})
         return
     _print_stats(figures, alias)
 
@@ -63,7 +66,22 @@ def _secs(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f} s"
 
 
+def _usd(value: float | None) -> str:
+    return "-" if value is None else f"${value:.4f}"
+
+
+def _success(s: Stats) -> str:
+    """Runs whose change was applied and whose checks passed, out of the finished ones: "2 of 3 finished runs
+    (67%)"."""
+    if not s.runs_finished:
+        return "no finished run yet"
+    runs = "run" if s.runs_finished == 1 else "runs"
+    return f"{s.runs_succeeded} of {s.runs_finished} finished {runs} ({_pct(s.success_rate)})"
+
+
 def _print_stats(s: Stats, alias: str) -> None:
+    from aetherflow.ledger.stats import describe_savings
+
     con = console()
     if not s.runs and not s.calls:
         con.print('No calls recorded yet. Run `aether run "..."` or `aether ask "..."` first.')
@@ -71,14 +89,14 @@ def _print_stats(s: Stats, alias: str) -> None:
     summary = Table(show_header=False, show_edge=False, pad_edge=False)
     summary.add_column("figure")
     summary.add_column("value", justify="right")
-    baseline = "-" if s.baseline_cost_usd is None else f"${s.baseline_cost_usd:.4f}"
-    savings = "-" if s.savings_pct is None else f"{s.savings_pct:.0f}%"
     for name, value in [
         ("total spend", f"${s.total_cost_usd:.4f}"),
-        (f"same calls on {alias} alone", baseline),
-        ("savings", savings),
+        ("task success", _success(s)),
+        ("spend of successful runs", f"${s.successful_cost_usd:.4f}"),
+        (f"same calls on {alias} alone", _usd(s.baseline_cost_usd)),
+        ("savings", describe_savings(s)),
         ("runs", str(s.runs)),
-        ("cost per run", "-" if s.cost_per_run_usd is None else f"${s.cost_per_run_usd:.4f}"),
+        ("cost per run", _usd(s.cost_per_run_usd)),
         ("calls", str(s.calls)),
         ("cache hit rate", f"{_pct(s.cache_hit_rate)} ({s.cache_hits} hits)"),
         ("first-try validation pass rate", _pct(s.first_try_pass_rate)),

@@ -75,9 +75,9 @@ def run_detail(ledger: Ledger, run_id: str) -> RunDetail | None:
 
 
 def past_solutions(ledger: Ledger, limit: int = 5) -> list[str]:
-    """Summaries of recent applied runs, the brief's knowledge base of past solutions."""
+    """Summaries of recent applied (and not undone) runs, the brief's knowledge base of past solutions."""
     rows = ledger.query(
-        "SELECT request, summary FROM runs WHERE status = 'applied' AND summary IS NOT NULL "
+        "SELECT request, summary FROM runs WHERE status = 'applied' AND undone_at IS NULL AND summary IS NOT NULL "
         "ORDER BY started_at DESC LIMIT ?",
         limit,
     )

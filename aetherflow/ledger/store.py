@@ -80,6 +80,13 @@ CREATE TABLE IF NOT EXISTS outcomes (
 );
 """
 
+# Columns added after the first release, added on open to a ledger that lacks them (ALTER TABLE ADD COLUMN keeps
+# every existing row, with NULL in the new column). Never remove or rename one: old ledgers must stay readable.
+ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("runs", "checks_passed", "INTEGER"),  # 1 passed, 0 failed, NULL no checks configured (or not recorded)
+    ("runs", "undone_at", "REAL"),  # when `aether undo` reverted the run's applied change
+)
+
 
 def day_of(ts: float) -> str:
     """The local calendar day of a timestamp, as the ledger groups spend."""
@@ -101,6 +108,29 @@ class Ledger:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(SCHEMA)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """Bring a ledger written by an older version up to ADDED_COLUMNS. The write lock is taken only when a
+        column is missing, and the check is repeated under it, so two processes opening the same old ledger do
+        not both add a column."""
+        if not self._missing_columns():
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for table, column, declaration in self._missing_columns():
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+        except sqlite3.Error:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _missing_columns(self) -> list[tuple[str, str, str]]:
+        present: dict[str, set[str]] = {}
+        for table, _, _ in ADDED_COLUMNS:
+            if table not in present:
+                present[table] = {row["name"] for row in self._db.execute(f"PRAGMA table_info({table})")}
+        return [added for added in ADDED_COLUMNS if added[1] not in present[added[0]]]
 
     # --- events -------------------------------------------------------------------------------------------
 
@@ -136,17 +166,27 @@ class Ledger:
     # --- runs, tasks, outcomes ------------------------------------------------------------------------------
 
     def start_run(self, run_id: str, request: str, budget_usd: float | None) -> None:
-        """Record a new run (or restart a resumed one)."""
+        """Record a new run (or restart a resumed one, whose earlier checks no longer say anything)."""
         self._upsert("runs", dict(run_id=run_id, request=request, status="planning", started_at=time.time(),
-                                  budget_usd=budget_usd), key=("run_id",))
+                                  budget_usd=budget_usd, checks_passed=None), key=("run_id",))
 
     def update_run(self, run_id: str, **fields: Any) -> None:
-        """Set some of: status, ended_at, plan (a dict, stored as JSON), summary, message."""
+        """Set some of: status, ended_at, plan (a dict, stored as JSON), summary, message, checks_passed,
+        undone_at."""
         if "plan" in fields and not isinstance(fields["plan"], str):
             fields["plan"] = json.dumps(fields["plan"])
         sets = ", ".join(f"{name} = ?" for name in fields)
         with self._lock:
             self._db.execute(f"UPDATE runs SET {sets} WHERE run_id = ?", (*fields.values(), run_id))
+
+    def record_checks(self, run_id: str, passed: bool | None) -> None:
+        """Whether the run's final checks passed; None when no checks are configured. Stats count a run as
+        successful only when its change was applied and this is not False."""
+        self.update_run(run_id, checks_passed=None if passed is None else int(passed))
+
+    def record_undo(self, run_id: str) -> None:
+        """`aether undo` reverted this run's applied change: it no longer counts as a successful run."""
+        self.update_run(run_id, undone_at=time.time())
 
     def record_task(self, run_id: str, task_id: str, **fields: Any) -> None:
         """Insert or replace a subtask's row (task_type, agent, alias, status, attempts, validation_first_try,

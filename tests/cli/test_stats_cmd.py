@@ -24,14 +24,19 @@ def test_stats_report_spend_savings_and_rates_after_an_accepted_run(repo: Path, 
 
     assert figures["runs"] == 1 and figures["calls"] == len(calls)
     assert figures["baseline_alias"] == "strong"
+    # The run was applied, so it is the one successful run the savings are based on.
+    assert (figures["runs_finished"], figures["runs_succeeded"], figures["success_rate"]) == (1, 1, 1.0)
+    assert figures["successful_cost_usd"] == figures["total_cost_usd"]
     # Every call on "fast" is cheaper than on "strong" (the orchestrator's model), so the run saved money.
-    assert 0 < figures["total_cost_usd"] < figures["baseline_cost_usd"] and figures["savings_pct"] > 0
+    assert 0 < figures["total_cost_usd"] < figures["baseline_cost_usd"] and 0 < figures["savings_rate"] < 1
     assert set(figures["by_model"]) == {"fast", "strong"} and {"orchestrator", "coder"} <= set(figures["by_agent"])
     assert figures["acceptance_rate"] == 1.0 and figures["first_try_pass_rate"] == 1.0
     assert figures["cache_hit_rate"] == 0.0 and figures["ttft_p50_s"] is not None
     assert figures["cost_per_run_usd"] == pytest.approx(figures["total_cost_usd"])
     assert shown.returncode == 0, shown.stderr
-    for label in ("total spend", "same calls on strong alone", "savings", "cache hit rate",
+    assert "1 of 1 finished run (100%)" in shown.stdout
+    assert f"saved {100 * figures['savings_rate']:.0f}% on 1 successful run" in shown.stdout
+    for label in ("total spend", "task success", "same calls on strong alone", "savings", "cache hit rate",
                   "first-try validation pass rate", "acceptance rate", "p50 / p95", "Spend by agent",
                   "Spend by model", "Spend by day"):
         assert label in shown.stdout, label

@@ -51,6 +51,8 @@ def test_spend_of_another_day_does_not_count_today(ledger):
 
 
 def test_savings_compare_the_same_tokens_at_the_baseline_price(ledger):
+    ledger.start_run("run1", "refactor auth", budget_usd=None)
+    ledger.update_run("run1", status="applied")
     # 1M prompt + 100k completion tokens: $0.28 + $0.042 on DeepSeek, $3 + $1.5 on Sonnet.
     ledger.record_finished(_finished("c1", cost=0.322, prompt=1_000_000, completion=100_000))
     # A cache hit costs nothing and is left out of the baseline too.
@@ -58,7 +60,7 @@ def test_savings_compare_the_same_tokens_at_the_baseline_price(ledger):
     stats = compute_stats(ledger, SONNET)
     assert stats.baseline_cost_usd == pytest.approx(4.5)
     assert stats.total_cost_usd == pytest.approx(0.322)
-    assert stats.savings_pct == pytest.approx(100 * (1 - 0.322 / 4.5))
+    assert stats.savings_rate == pytest.approx(1 - 0.322 / 4.5)
     assert stats.cache_hits == 1 and stats.cache_hit_rate == pytest.approx(0.5)
     assert stats.by_model == {"deepseek": pytest.approx(0.322)}
 
@@ -93,4 +95,4 @@ def test_ttft_percentiles_ignore_cache_hits(ledger):
     stats = compute_stats(ledger, None)
     assert stats.ttft_p50_s == pytest.approx(0.3)
     assert stats.ttft_p95_s == pytest.approx(2.0)
-    assert stats.baseline_cost_usd is None and stats.savings_pct is None
+    assert stats.baseline_cost_usd is None and stats.savings_rate is None

@@ -1,5 +1,5 @@
-"""Spend and savings from the ledger: totals, savings against the strongest model alone, cache hits, per model and
-per day (with a small chart)."""
+"""Spend and savings from the ledger: totals, task success, savings of the successful runs against the strongest
+model alone, cache hits, per model and per day (with a small chart)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Sparkline, Static
 
-from aetherflow.ledger.stats import Stats
+from aetherflow.ledger.stats import Stats, describe_savings
 from aetherflow.tui.fmt import bar, money, percent
 from aetherflow.tui.theme import themed
 
@@ -33,23 +33,30 @@ def daily_series(by_day: dict[str, float], days: int = DAYS) -> tuple[list[float
 
 
 def summary_text(stats: Stats, baseline_name: str | None, accent: str, good: str) -> Text:
-    """The totals block: spend, baseline and savings, cache hits, pass and acceptance rates."""
+    """The totals block: spend, task success, baseline and savings, cache hits, pass and acceptance rates."""
     text = Text()
     text.append("Spent ", style="bold")
     text.append(money(stats.total_cost_usd), style=accent)
     text.append(f" over {stats.runs} run(s), {stats.calls} call(s)")
     if stats.cost_per_run_usd is not None:
         text.append(f", {money(stats.cost_per_run_usd)} per run")
-    text.append("\n")
-    if stats.baseline_cost_usd is not None:
-        text.append(f"{baseline_name or 'Strongest model'} alone would have cost {money(stats.baseline_cost_usd)}")
-        if stats.savings_pct is not None:
-            text.append(f"  saved {stats.savings_pct:.0f}%", style=good if stats.savings_pct >= 0 else "")
-    else:
-        text.append("No price is known for the strongest model, so savings cannot be computed.", style="dim")
+    text.append(f"\nSucceeded {stats.runs_succeeded} of {stats.runs_finished} finished run(s)")
+    text.append(f" ({percent(stats.success_rate)})\n")
+    text.append_text(_savings_text(stats, baseline_name or "Strongest model", good))
     text.append(f"\nCache hits {stats.cache_hits} ({percent(stats.cache_hit_rate)})")
     text.append(f"  first-try pass {percent(stats.first_try_pass_rate)}")
     text.append(f"  accepted {percent(stats.acceptance_rate)}")
+    return text
+
+
+def _savings_text(stats: Stats, baseline_name: str, good: str) -> Text:
+    """Savings of the successful runs only, in the words `aether stats` uses."""
+    if stats.baseline_cost_usd is None:
+        return Text("No price is known for the strongest model, so savings cannot be computed.", style="dim")
+    if not stats.runs_succeeded or stats.savings_rate is None:
+        return Text(f"Savings against {baseline_name}: {describe_savings(stats)}", style="dim")
+    text = Text(f"{baseline_name} alone would have cost {money(stats.baseline_cost_usd)}  ")
+    text.append(describe_savings(stats), style=good if stats.savings_rate >= 0 else "")
     return text
 
 
