@@ -1,4 +1,5 @@
-"""The bookkeeping of one gateway call: what it has cost, retried and streamed so far, and its coalesced events.
+"""The bookkeeping of one gateway call: what it has cost, retried and streamed so far, and its coalesced events;
+and the values passed between the gateway and its ModelCaller (a prepared request, a reply, a model's failure).
 
 Kept out of gateway.py so the gateway reads as policy (chain, retries, budget, cache) over plain state.
 """
@@ -7,10 +8,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Literal
 
+from aetherflow.config.models import ModelConfig
 from aetherflow.events import CallTextDelta, EventBus
 from aetherflow.llm.chain import CallPlan
+from aetherflow.llm.transport import TransportError, TransportRequest
 from aetherflow.llm.types import CallRequest, ToolCall, Usage
+
+FailureKind = Literal["provider", "budget", "unavailable"]
 
 
 class DeltaCoalescer:
@@ -45,6 +51,34 @@ class DeltaCoalescer:
         self._bus.publish(
             CallTextDelta(call_id=self._call_id, text=text, run_id=self._run_id, task_id=self._task_id)
         )
+
+
+class ModelFailed(Exception):
+    """One model of the chain could not answer; the gateway moves on to the next."""
+
+    def __init__(self, alias: str, reason: str, kind: FailureKind, cause: Exception | None = None) -> None:
+        super().__init__(f"{alias}: {reason}")
+        self.alias = alias
+        self.reason = reason
+        self.kind = kind
+        self.cause = cause
+
+
+@dataclass
+class Prepared:
+    """One round's request to one model, redacted and marked, ready for any number of attempts."""
+
+    alias: str
+    model: ModelConfig
+    request: TransportRequest
+    cache_key: str | None
+    # Counted on the first budget reservation, reused by retries.
+    prompt_tokens: int | None = None
+
+
+def describe(error: TransportError) -> str:
+    """A transport failure in one line, with its HTTP status when there was one."""
+    return f"HTTP {error.status}: {error}" if error.status else str(error)
 
 
 @dataclass

@@ -19,6 +19,7 @@ from aetherflow.llm.transport import (
     TransportChunk,
     TransportError,
     TransportRequest,
+    refused_part,
     reply_too_large,
 )
 from aetherflow.llm.types import ToolCall
@@ -174,7 +175,8 @@ def _absorb(chunk: Any, assembler: _Assembler) -> str:
 
 
 def transport_error(exc: Exception, *, mid_stream: bool = False) -> TransportError:
-    """Classify a LiteLLM / OpenAI SDK exception: retryable for 408/409/429/5xx, timeouts and lost connections.
+    """Classify a LiteLLM / OpenAI SDK exception: retryable for 408/409/429/5xx, timeouts and lost connections;
+    never for a request whose shape the server refused (`transport.refused_part`), whatever its status.
 
     `mid_stream`: the reply had begun. A connection lost then is reported as a reply that broke off: LiteLLM wraps it
     in an error with status 500, which would blame the provider for an HTTP error it never sent.
@@ -196,7 +198,11 @@ def transport_error(exc: Exception, *, mid_stream: bool = False) -> TransportErr
     message = str(exc)
     if len(message) > _MAX_MESSAGE_CHARS:
         message = message[:_MAX_MESSAGE_CHARS] + " ..."
-    return TransportError(message, status=status, retryable=retryable, retry_after_s=retry_after_s(exc))
+    # The OpenAI SDK (and LiteLLM's exceptions, its subclasses) keep the parsed error body in `body`.
+    refused = refused_part(status, exc.body) if isinstance(exc, openai.APIError) else None
+    return TransportError(
+        message, status=status, retryable=retryable, retry_after_s=retry_after_s(exc), refused=refused
+    )
 
 
 def _connection_lost(exc: Exception) -> bool:

@@ -6,7 +6,8 @@ and only for the providers below; Anthropic, Gemini and everything else keep Lit
 
 Semantics match `litellm_transport`: one streamed request per attempt, never a retry of its own, usage from the
 final chunk (`stream_options.include_usage`), tool-call fragments assembled into whole calls, and every failure a
-TransportError that is retryable for 408/409/429/5xx, timeouts and lost connections, with Retry-After honoured.
+TransportError that is retryable for 408/409/429/5xx, timeouts and lost connections, with Retry-After honoured,
+and never retryable when the error body shows the server refused the request's shape (`transport.refused_part`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from aetherflow.llm.transport import (
     TransportChunk,
     TransportError,
     TransportRequest,
+    refused_part,
     reply_too_large,
 )
 from aetherflow.llm.types import ToolCall
@@ -248,15 +250,18 @@ def status_error(response: httpx.Response) -> TransportError:
     status = response.status_code
     detail = response.text
     try:
-        error = response.json().get("error")
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            detail = error["message"]
-    except (ValueError, AttributeError):
-        pass
+        body: object = response.json()
+    except ValueError:
+        body = None
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        detail = error["message"]
     message = f"{_clip(detail)} (from {response.request.url.host})"
     retryable = status in RETRYABLE_STATUS or status >= 500
     wait = retry_after_s(httpx.HTTPStatusError(message, request=response.request, response=response))
-    return TransportError(message, status=status, retryable=retryable, retry_after_s=wait)
+    return TransportError(
+        message, status=status, retryable=retryable, retry_after_s=wait, refused=refused_part(status, body)
+    )
 
 
 def _clip(text: str) -> str:

@@ -128,6 +128,9 @@ class ScriptedHandler(BaseHTTPRequestHandler):
         headers = {}
         if fault.retry_after is not None:
             headers["Retry-After"] = f"{fault.retry_after:g}"
+        if fault.body is not None:
+            self._send_json(fault.status, fault.body, headers)
+            return
         message = fault.message or f"scripted server: injected HTTP {fault.status}"
         self._send_json(fault.status, error_body(fault.status, message), headers)
 

@@ -85,6 +85,8 @@ class Fault:
     """A failed answer.
 
     - `status` with an OpenAI-style error body (`retry_after` adds a `Retry-After` header, in seconds).
+      `body` replaces that error body with any JSON object, to mimic a particular server's errors (FastAPI's
+      422 `detail` list, llama-cpp-python's 500 wrapping a validation error).
     - `hang=True`: read the request, then never answer until the server stops (the client's timeout decides).
     - `malformed=True`: status 200 whose body is not valid JSON (or a stream with a broken `data:` event).
     """
@@ -94,10 +96,13 @@ class Fault:
     message: str | None = None
     hang: bool = False
     malformed: bool = False
+    body: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.hang and self.malformed:
             raise ValueError("Fault takes `hang` or `malformed`, not both")
+        if self.body is not None and (self.hang or self.malformed or self.message is not None):
+            raise ValueError("Fault.body is the whole error body: it takes no `message`, `hang` or `malformed`")
         if not (self.hang or self.malformed) and self.status < 400:
             raise ValueError(f"Fault.status must be an error status (>= 400), got {self.status}")
 
