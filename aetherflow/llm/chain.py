@@ -16,6 +16,8 @@ from aetherflow.llm.types import CallRequest
 
 DEFAULT_MAX_TOKENS = 4096
 LOCAL_INSTALL_HINT = "pip install 'aetherflow[local]'"
+# Whether an in-process (embedded) catalogue entry can run here: llama-cpp installed and its file present.
+LocalOk = Callable[[ModelConfig], bool]
 
 
 @dataclass(frozen=True)
@@ -66,38 +68,39 @@ def requested_aliases(settings: Settings, request: CallRequest) -> list[str]:
 
 
 def _substitute(
-    settings: Settings, alias: str, environ: Mapping[str, str], local_ok: Callable[[], bool]
-) -> tuple[str | None, str]:
-    """The alias to try in place of `alias` (itself, the local model, or None) and why when it changed."""
+    settings: Settings, alias: str, environ: Mapping[str, str], local_ok: LocalOk
+) -> tuple[list[str], str]:
+    """The aliases to try in place of `alias` (itself, the local cascade, or none) and why when it changed."""
     model = model_config(settings, alias)
-    local_alias = settings.gateway.local_alias
-    local_model = settings.models.get(local_alias)
-
-    def can_use_local() -> bool:
-        return local_model is not None and local_model.local and (not local_model.embedded or local_ok())
-
+    local = [a for a in settings.gateway.local_aliases if _runs_here(settings.models.get(a), local_ok)]
+    named = ", ".join(local)
     if model.local:
-        if not model.embedded or local_ok():
-            return alias, ""
-        return None, f"{alias}: local model not installed ({LOCAL_INSTALL_HINT})"
+        if _runs_here(model, local_ok):
+            return [alias], ""
+        return [], f"{alias}: local model not installed ({LOCAL_INSTALL_HINT})"
     if settings.privacy.local_only:
-        if can_use_local():
-            return local_alias, f"{alias}: privacy.local_only forbids remote models; using {local_alias}"
-        return None, f"{alias}: privacy.local_only forbids remote models and no local model is installed"
+        if local:
+            return local, f"{alias}: privacy.local_only forbids remote models; using {named}"
+        return [], f"{alias}: privacy.local_only forbids remote models and no local model is installed"
     if not key_missing(model, environ):
-        return alias, ""
+        return [alias], ""
     reason = f"{alias}: key {model.key_env} missing"
-    if settings.gateway.missing_key == "local" and can_use_local():
-        return local_alias, f"{reason}; using {local_alias}"
-    return None, reason
+    if settings.gateway.missing_key == "local" and local:
+        return local, f"{reason}; using {named}"
+    return [], reason
+
+
+def _runs_here(model: ModelConfig | None, local_ok: LocalOk) -> bool:
+    """A local model that can run: a server on this machine, or an in-process model whose file llama-cpp can run."""
+    return model is not None and model.local and (not model.embedded or local_ok(model))
 
 
 def plan_call(
-    settings: Settings, request: CallRequest, environ: Mapping[str, str], local_ok: Callable[[], bool]
+    settings: Settings, request: CallRequest, environ: Mapping[str, str], local_ok: LocalOk
 ) -> CallPlan:
     """Resolve the chain (deduplicated, order kept) and the temperature and output limit that apply.
 
-    `local_ok` says whether the local model can run; it is asked only when a substitution needs the answer.
+    `local_ok(model)` says whether an in-process model can run; it is asked only when the answer matters.
     """
     chain: list[str] = []
     skipped: list[tuple[str, str]] = []
@@ -105,8 +108,7 @@ def plan_call(
         chosen, reason = _substitute(settings, alias, environ, local_ok)
         if reason:
             skipped.append((alias, reason))
-        if chosen is not None and chosen not in chain:
-            chain.append(chosen)
+        chain += [a for a in chosen if a not in chain]
     agent = settings.agents.get(request.agent) if request.agent else None
     temperature = request.temperature if request.temperature is not None else (agent.temperature if agent else None)
     max_tokens = request.max_tokens or (agent.max_output_tokens if agent else DEFAULT_MAX_TOKENS)

@@ -25,7 +25,7 @@ from contextlib import aclosing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from aetherflow.config.models import Settings
+from aetherflow.config.models import ModelConfig, Settings
 from aetherflow.errors import AetherError, ModelUnavailableError, ProviderError, StructuredOutputError
 from aetherflow.events import CallFailed, CallFinished, EventBus
 from aetherflow.llm import structured
@@ -92,7 +92,8 @@ class Gateway:
             )
         self.cache = cache
         self._injected = dict(transports or {})
-        self._local_status: tuple[bool, str] | None = None
+        # model_status per `gguf` setting (None: the bundled model).
+        self._local_statuses: dict[str | None, tuple[bool, str]] = {}
         self._caller = ModelCaller(
             settings, bus, environ, self.budget, self.breakers, cache, self._injected, rng=rng,
             light_transport=light_transport,
@@ -100,16 +101,21 @@ class Gateway:
 
     # ---- what will be tried ------------------------------------------------------------------------------
 
-    def _local_ok(self) -> bool:
-        """Whether the local model can run: injected, or installed (checked once; installs don't change mid-run)."""
-        if self._local_status is None:
-            if "local" in self._injected:
-                self._local_status = (True, "local model")
-            else:
-                from aetherflow.llm.local_model import local_model_status
+    def _local_ok(self, model: ModelConfig) -> bool:
+        """Whether the in-process entry `model` can run (see `_local_status`)."""
+        return self._local_status(model)[0]
 
-                self._local_status = local_model_status()
-        return self._local_status[0]
+    def _local_status(self, model: ModelConfig) -> tuple[bool, str]:
+        """Whether the in-process entry `model` can run, and why: injected, or llama-cpp installed and its file
+        present or downloadable. Checked once per file: installs and files don't change mid-run."""
+        if "local" in self._injected:
+            return True, "local model"
+        status = self._local_statuses.get(model.gguf)
+        if status is None:
+            from aetherflow.llm.local_model import model_status
+
+            status = self._local_statuses[model.gguf] = model_status(model)
+        return status
 
     def _plan(self, request: CallRequest) -> CallPlan:
         return plan_call(self.settings, request, self.environ, self._local_ok)
@@ -127,9 +133,7 @@ class Gateway:
         if model is None:
             return False, "not in the model catalogue"
         if model.embedded:
-            self._local_ok()
-            assert self._local_status is not None
-            return self._local_status
+            return self._local_status(model)
         if model.local:
             if self.breakers.state(alias) == "open":
                 return False, "circuit open after repeated failures"

@@ -10,17 +10,17 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import aclosing
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from aetherflow.config.models import ModelConfig, Settings
+from aetherflow.config.models import ModelConfig, Settings, StructuredOutput
 from aetherflow.errors import BudgetExceededError, ModelUnavailableError
 from aetherflow.events import CallFallback, CallRetry, CallStarted, CallToolCall, EventBus
 from aetherflow.llm import structured
 from aetherflow.llm.cache import CachedReply, ResponseCache, cache_key
-from aetherflow.llm.call_state import CallState, Reply
+from aetherflow.llm.call_state import CallState, FailureKind, ModelFailed, Prepared, Reply, describe
 from aetherflow.llm.resilience import CircuitBreakers, backoff_delay
 from aetherflow.llm.spend import Spending
+from aetherflow.llm.structured_modes import PROCESS_MODES, StructuredModes
 from aetherflow.llm.transport import MAX_REPLY_CHARS, Transport, TransportError, TransportRequest, reply_too_large
 from aetherflow.llm.types import Message, TextDelta, ToolCall, Usage
 from aetherflow.llm.wire import messages_dicts, tools_dicts
@@ -29,38 +29,10 @@ if TYPE_CHECKING:
     from aetherflow.llm.budget import Budget
     from aetherflow.llm.redact import Redactor
 
-FailureKind = Literal["provider", "budget", "unavailable"]
 # What a round yields: text deltas for a live caller, then the model's Reply.
 Items = AsyncIterator[TextDelta | Reply]
 _REPLAY_PIECE = re.compile(r"\S+\s*|\s+")
-
-
-class ModelFailed(Exception):
-    """One model of the chain could not answer; the gateway moves on to the next."""
-
-    def __init__(self, alias: str, reason: str, kind: FailureKind, cause: Exception | None = None) -> None:
-        super().__init__(f"{alias}: {reason}")
-        self.alias = alias
-        self.reason = reason
-        self.kind = kind
-        self.cause = cause
-
-
-@dataclass
-class Prepared:
-    """One round's request to one model, redacted and marked, ready for any number of attempts."""
-
-    alias: str
-    model: ModelConfig
-    request: TransportRequest
-    cache_key: str | None
-    # Counted on the first budget reservation, reused by retries.
-    prompt_tokens: int | None = None
-
-
-def describe(error: TransportError) -> str:
-    """A transport failure in one line, with its HTTP status when there was one."""
-    return f"HTTP {error.status}: {error}" if error.status else str(error)
+__all__ = ["FailureKind", "Items", "ModelCaller", "ModelFailed", "Prepared", "describe"]
 
 
 class ModelCaller:
@@ -78,6 +50,7 @@ class ModelCaller:
         *,
         rng: Callable[[], float],
         light_transport: bool = False,
+        structured_modes: StructuredModes | None = None,
     ) -> None:
         self._settings = settings
         self._bus = bus
@@ -91,13 +64,39 @@ class ModelCaller:
         self._redactor: Redactor | None = None
         self._rng = rng
         self._light = light_transport
+        # What each model's server accepts for structured output, shared process-wide unless injected.
+        self.structured_modes = PROCESS_MODES if structured_modes is None else structured_modes
 
     # ---- one round on one model -------------------------------------------------------------------------
 
     async def run(self, state: CallState, alias: str, messages: list[Message]) -> Items:
-        """Deltas (when the call is live), then the model's Reply; raises ModelFailed to move to the next."""
+        """Deltas (when the call is live), then the model's Reply; raises ModelFailed to move to the next.
+
+        A structured call starts in the model's mode as learned so far (structured_modes). When the server refuses
+        that mode's request shape, the same model is asked again at once in the next mode: a refusal is certain,
+        so it is neither retried as is nor waited for.
+        """
         state.alias = alias
-        prepared = self._prepare(state, alias, messages)
+        model = self._settings.models[alias]
+        mode = self.structured_modes.mode_for(alias, model) if state.request.output_schema is not None else None
+        while True:
+            prepared = self._prepare(state, alias, messages, mode)
+            try:
+                async with aclosing(self._serve(state, prepared)) as items:
+                    async for item in items:
+                        yield item
+                return
+            except ModelFailed as failed:
+                fallback = None
+                if not state.committed:
+                    fallback = self.structured_modes.after_refusal(alias, model, mode, failed.cause)
+                if fallback is None:
+                    raise
+                self._publish_mode_switch(state, failed, fallback)
+                mode = fallback
+
+    async def _serve(self, state: CallState, prepared: Prepared) -> Items:
+        """One prepared request: from the cache, else through the model's transport with retries."""
         cached = self._cache.get(prepared.cache_key) if self._cache and prepared.cache_key else None
         if cached is not None:
             items = self._replay(state, prepared, cached)
@@ -106,7 +105,7 @@ class ModelCaller:
             try:
                 transport = await self._transport_for(prepared.model)
             except ModelUnavailableError as exc:
-                raise ModelFailed(alias, exc.message, "unavailable", exc) from exc
+                raise ModelFailed(prepared.alias, exc.message, "unavailable", exc) from exc
             # Creating a transport the first time imports LiteLLM (seconds): that is start-up, not the
             # provider's latency, so it is left out of the call's latency and time to first token.
             state.started_at += time.monotonic() - setup_started
@@ -117,16 +116,15 @@ class ModelCaller:
                     self._accept(state, prepared, item)
                 yield item
 
-    def _prepare(self, state: CallState, alias: str, messages: list[Message]) -> Prepared:
-        """Schema mode or instructions, redaction (remote models only), prompt-cache marks, cache key."""
+    def _prepare(
+        self, state: CallState, alias: str, messages: list[Message], mode: StructuredOutput | None
+    ) -> Prepared:
+        """Structured `mode`, redaction (remote models only), prompt-cache marks, cache key."""
         model = self._settings.models[alias]
         request = state.request
         response_format = None
-        if request.output_schema is not None:
-            if model.supports("json_schema"):
-                response_format = structured.response_format_for(request.output_schema)
-            else:
-                messages = structured.with_instructions(messages, request.output_schema)
+        if request.output_schema is not None and mode is not None:
+            messages, response_format = structured.request_for(mode, messages, request.output_schema)
         if not model.local and self._settings.privacy.redact_secrets:
             messages, count = self._get_redactor().redact_messages(messages)
             state.redactions = max(state.redactions, count)
@@ -231,10 +229,12 @@ class ModelCaller:
                                 reply = item
                             else:
                                 yield item
-                except TransportError:
+                except TransportError as error:
                     self._spending.release(reservation)
-                    self._breakers.record_failure(alias)
-                    verdict = True
+                    # A refused request shape says the server is up and answering: no verdict on its health.
+                    if error.refused is None:
+                        self._breakers.record_failure(alias)
+                        verdict = True
                     raise
                 except BaseException:
                     self._spending.release(reservation)
@@ -325,25 +325,33 @@ class ModelCaller:
 
             kind = "openai_compat" if openai_compat.supports(model) else kind
         transport = self._transports.get(kind)
-        if transport is not None:
-            return transport
+        if transport is None:
+            created: Transport
+            if model.embedded:
+                from aetherflow.llm.local import LocalTransport
+
+                created = LocalTransport()
+            elif kind == "openai_compat":
+                from aetherflow.llm.openai_compat import OpenAICompatTransport
+
+                created = OpenAICompatTransport()
+            else:
+                from aetherflow.llm.litellm_transport import LiteLLMTransport
+
+                # Importing LiteLLM takes seconds: in a thread, so the event loop (and a TUI on it) stays responsive.
+                created = await asyncio.to_thread(LiteLLMTransport)
+            # Two first calls may race here; the first transport stored wins and serves both.
+            transport = self._transports.setdefault(kind, created)
+            if transport is created:
+                self._owned.append(created)
         if model.embedded:
             from aetherflow.llm.local import LocalTransport
 
-            created: Transport = LocalTransport()
-        elif kind == "openai_compat":
-            from aetherflow.llm.openai_compat import OpenAICompatTransport
-
-            created = OpenAICompatTransport()
-        else:
-            from aetherflow.llm.litellm_transport import LiteLLMTransport
-
-            # Importing LiteLLM takes seconds: in a thread, so the event loop (and a TUI on it) stays responsive.
-            created = await asyncio.to_thread(LiteLLMTransport)
-        # Two first calls may race here; the first transport stored wins and serves both.
-        transport = self._transports.setdefault(kind, created)
-        if transport is created:
-            self._owned.append(created)
+            if isinstance(transport, LocalTransport):
+                # Finding, downloading and checking the model's file is set-up like LiteLLM's import, not part of an
+                # attempt: done here, outside the attempt's timeout (a first download takes minutes), once per file.
+                alias = next((a for a, m in self._settings.models.items() if m is model), model.model)
+                await asyncio.to_thread(transport.prepare, model, alias)
         return transport
 
     def _get_redactor(self) -> Redactor:
@@ -362,6 +370,16 @@ class ModelCaller:
             call_id=state.call_id, alias=prepared.alias, model_id=prepared.model.model,
             agent=state.plan.agent if state.plan else None, stream=state.live, redactions=state.redactions,
             reserved_usd=reserved_usd, run_id=state.request.run_id, task_id=state.request.task_id,
+        ))
+
+    def _publish_mode_switch(self, state: CallState, failed: ModelFailed, mode: StructuredOutput) -> None:
+        """CallRetry for asking the same model again, at once, in another structured mode."""
+        state.retries += 1
+        state.coalescer.flush()
+        self._bus.publish(CallRetry(
+            call_id=state.call_id, alias=failed.alias, attempt=state.retries, wait_s=0.0,
+            error=f"{failed.reason}; the server refused the structured-output request, asking in mode {mode}",
+            run_id=state.request.run_id, task_id=state.request.task_id,
         ))
 
     def publish_fallback(self, state: CallState, from_alias: str, to_alias: str, reason: str) -> None:

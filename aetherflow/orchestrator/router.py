@@ -176,7 +176,7 @@ class Router:
         gateway = self.settings.gateway
         if gateway.missing_key != "local" or any(d.kind == "budget" for d in drops):
             return None
-        option = self._options.from_aliases(agent, [gateway.local_alias], task, remaining)
+        option = self._options.from_aliases(agent, gateway.local_aliases, task, remaining)
         if not option.chain:
             drops.extend(option.drops)
             return None

@@ -6,12 +6,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aetherflow.config.models import Settings
-from aetherflow.llm.chain import plan_call
+from aetherflow.llm.chain import LocalOk, plan_call
 from aetherflow.llm.types import CallRequest, Message
 from aetherflow.review.diff import Diff, numbered_text, truncated_text
 from aetherflow.review.findings import MAX_FINDINGS, Finding, ReviewReply
@@ -43,7 +43,7 @@ def review_agents(settings: Settings) -> list[str]:
     return [name for name in names if name in settings.agents and settings.agents[name].enabled]
 
 
-def review_chain(settings: Settings, environ: Mapping[str, str], local_ok: Callable[[], bool]) -> list[str]:
+def review_chain(settings: Settings, environ: Mapping[str, str], local_ok: LocalOk) -> list[str]:
     """Every model alias that could serve the review agents now (empty: no key set and no local model)."""
     aliases: list[str] = []
     for agent in review_agents(settings):

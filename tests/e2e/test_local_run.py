@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import aetherflow
-from aetherflow.llm.local import GRAMMAR_MAX_ITEMS, GRAMMAR_MAX_LENGTH, grammar_bounds
+from aetherflow.llm.local import TINY_BOUNDS, grammar_bounds
 
 PROJECT_ROOT = Path(aetherflow.__file__).resolve().parent.parent
 DEMO = PROJECT_ROOT / "examples" / "demo-app"
@@ -87,8 +87,8 @@ def test_the_local_grammar_keeps_required_fields_and_bounds_strings_and_arrays()
     bounded = grammar_bounds(schema)
 
     assert set(bounded["properties"]) == {"summary", "tasks"}
-    assert bounded["properties"]["summary"]["maxLength"] == GRAMMAR_MAX_LENGTH
-    assert bounded["properties"]["tasks"]["maxItems"] == max(GRAMMAR_MAX_ITEMS, 1)
+    assert bounded["properties"]["summary"]["maxLength"] == TINY_BOUNDS.max_length
+    assert bounded["properties"]["tasks"]["maxItems"] == max(TINY_BOUNDS.max_items, 1)
     assert set(bounded["$defs"]["T"]["properties"]) == {"id"}
     assert bounded["$defs"]["T"]["properties"]["id"]["maxLength"] == 300  # never below the minimum
     assert schema["properties"]["summary"]["maxLength"] == 2000  # the caller's schema is left as it was

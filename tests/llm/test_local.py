@@ -23,6 +23,7 @@ from aetherflow.llm.local import (
     local_model_status,
     plain_messages,
 )
+from aetherflow.llm.local_model import TINY_MODEL_NOTE
 from aetherflow.llm.transport import TransportChunk, TransportError, TransportRequest
 from aetherflow.llm.types import CallRequest, Message
 
@@ -125,6 +126,8 @@ def test_status_names_the_bundled_file() -> None:
     ok, detail = local_model_status()
     assert ok, detail
     assert "SmolLM2-135M-Instruct.Q4_1.gguf" in detail and "MB" in detail
+    # Wherever it is offered, the bundled model says what it is and how to get a real one.
+    assert TINY_MODEL_NOTE in detail
 
 
 @pytest.mark.local_model
