@@ -64,6 +64,16 @@ class RunContext:
             return ""
         return "\n\n".join(self.search_code(task.description, TASK_CHUNKS))
 
+    def hit_paths(self, task: TaskSpec) -> list[str]:
+        """The files of the chunks retrieved for `task`, best first (empty without an index)."""
+        if not self.available:
+            return []
+        try:
+            hits = self._retriever.search(task.description, k=TASK_CHUNKS)
+        except AetherError:
+            return []
+        return list(dict.fromkeys(hit.path for hit in hits))
+
     def search_code(self, query: str, k: int) -> list[str]:
         """The search_code tool: formatted hits for `query`."""
         if not self.available:

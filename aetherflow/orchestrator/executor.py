@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,7 +25,12 @@ from pydantic import BaseModel
 from aetherflow.errors import AetherError
 from aetherflow.events import ValidationFinished
 from aetherflow.llm.types import ImagePart
+from aetherflow.config.models import AgentConfig, ToolName
 from aetherflow.orchestrator.agent import AgentLimits, AgentResult, run_agent
+from aetherflow.orchestrator.attempts import AttemptLog, Session, ValidationFailed, until_checks_pass
+from aetherflow.orchestrator.scope import budget_chars, default_target, files_in_scope
+from aetherflow.orchestrator.sessions import LoopSession
+from aetherflow.orchestrator.whole_agent import WHOLE_PROMPT, WholeFileAgent
 from aetherflow.orchestrator.context import RunContext
 from aetherflow.orchestrator.plan import TaskSpec
 from aetherflow.orchestrator.router import RouteDecision
@@ -34,16 +40,10 @@ from aetherflow.prompts import load_prompt
 from aetherflow.services import Services
 from aetherflow.workspace.safety import real_relpath, safe_relpath
 from aetherflow.workspace.validate import CheckResult, syntax_check
+from aetherflow.orchestrator.validation_run import run_checks
 from aetherflow.workspace.worktree import EditOutcome, Workspace
 
-FIX_NOTE = (
-    "Your previous edits do not pass validation. Fix exactly these problems, changing nothing else:\n{output}"
-)
 T = TypeVar("T")
-
-
-class ValidationFailed(AetherError):
-    """A subtask's edits still fail validation after its fix round."""
 
 
 class TaskRecord(BaseModel):
@@ -171,10 +171,16 @@ class _RecordingWorkspace:
 
 
 class TaskExecutor:
-    """The scheduler's RunTask: one attempt of one subtask in the run's workspace."""
+    """The scheduler's RunTask: one attempt of one subtask in the run's workspace.
+
+    With `check_driven` (a plan of one editing subtask, in a repository with check commands) the subtask is done
+    only when the project's checks pass: see attempts.py. Otherwise its changed files get a syntax check and one
+    fix round, and the run's final checks follow (validation.py).
+    """
 
     def __init__(self, services: Services, workspace: Workspace, context: RunContext, run_id: str,
-                 limits: AgentLimits | None = None, images: list[ImagePart] | None = None) -> None:
+                 limits: AgentLimits | None = None, images: list[ImagePart] | None = None,
+                 check_driven: bool = False) -> None:
         self.services = services
         self.workspace = workspace
         self.context = context
@@ -183,6 +189,9 @@ class TaskExecutor:
         self.records: dict[str, TaskRecord] = {}
         # The user's images go only to subtasks that need vision (the router gave those a vision model).
         self.images = images or []
+        self.check_driven = check_driven
+        # The check results of the worktree as the last check-driven subtask left it (see verified_checks).
+        self._verified: tuple[str, list[CheckResult]] | None = None
         self._writes: dict[str, TaskWrites] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -200,51 +209,101 @@ class TaskExecutor:
                 await held.enter_async_context(self._lock(real))
             return writes.undo()
 
+    def verified_checks(self) -> list[CheckResult] | None:
+        """The configured checks' results when they were run on exactly the worktree as it is now, else None
+        (so the run's final checks need not run the tests again)."""
+        if self._verified is None or self._verified[0] != tree_fingerprint(self.workspace):
+            return None
+        return self._verified[1]
+
     async def __call__(
         self, task: TaskSpec, route: RouteDecision, deps: dict[str, TaskOutcome], attempt: int
     ) -> TaskOutcome:
-        result = await self._agent(task, route, deps, note=None)
+        if self.check_driven and task.expected_output.format == "edits" and self.services.settings.checks.commands:
+            return await self._until_checks_pass(task, route, deps, attempt)
+        session = self._session(task, route, deps)
+        result = await session.first(None)
         if result.status == "failed":
             return TaskOutcome(task_id=task.id, status="failed", error=result.reason, cost_usd=result.cost_usd)
-        cost = result.cost_usd
-        failures = self._check(task.id, result.edits)
+        failures = self._syntax(task.id, result.edits)
         record = self.records.setdefault(task.id, TaskRecord())
         record.validation_first_try = not failures if attempt == 1 else record.validation_first_try
         if failures:
-            output = "\n".join(f"{f.name}: {f.output}" for f in failures)
-            fixed = await self._agent(task, route, deps, note=FIX_NOTE.format(output=output))
-            cost += fixed.cost_usd
-            failures = self._check(task.id, result.edits + fixed.edits)
+            result = await session.fix("\n".join(f"{f.name}: {f.output}" for f in failures))
+            failures = self._syntax(task.id, result.edits) if result.status == "done" else failures
             if failures:
                 raise ValidationFailed(f"validation still fails after a fix round: {failures[0].output[:300]}")
-            result = fixed
         record.edits = sorted(set(record.edits) | set(result.edits))
         self._writes.pop(task.id, None)  # finished: its writes stay
-        return TaskOutcome(task_id=task.id, status="done", output=result.text, cost_usd=cost)
+        return TaskOutcome(task_id=task.id, status="done", output=result.text, cost_usd=result.cost_usd)
 
-    async def _agent(self, task: TaskSpec, route: RouteDecision, deps: dict[str, TaskOutcome],
-                     note: str | None) -> AgentResult:
-        services, settings = self.services, self.services.settings
+    async def _until_checks_pass(
+        self, task: TaskSpec, route: RouteDecision, deps: dict[str, TaskOutcome], attempt: int
+    ) -> TaskOutcome:
+        checks = self.services.settings.checks
+        log = AttemptLog()
+        record = self.records.setdefault(task.id, TaskRecord())
+        try:
+            result = await until_checks_pass(
+                lambda: self._session(task, route, deps), lambda paths: self._verify(task.id, paths),
+                lambda: self.discard(task.id), log, samples=checks.samples, fix_rounds=checks.fix_rounds,
+            )
+        finally:
+            if attempt == 1:
+                record.validation_first_try = log.first_try_ok
+        self._verified = (tree_fingerprint(self.workspace), log.checks)
+        record.edits = sorted(set(record.edits) | set(result.edits))
+        self._writes.pop(task.id, None)
+        return TaskOutcome(task_id=task.id, status="done", output=result.text, cost_usd=log.cost_usd)
+
+    def _session(self, task: TaskSpec, route: RouteDecision, deps: dict[str, TaskOutcome]) -> Session:
+        """A new candidate conversation for `task` on `route`, in its model's edit format."""
+        settings = self.services.settings
         agent = settings.agents[route.agent]
+        model = settings.models[route.alias]
+        toolbox = self._toolbox(task, agent.tools)
+        outputs = {dep_id: outcome.output for dep_id, outcome in deps.items()}
+        system_prompt = load_prompt(agent.prompt, self.services.repo_root)
+        if model.edit_mode == "whole" and task.expected_output.format == "edits":
+            reply_tokens = min(agent.max_output_tokens, model.context_window // 3)
+            hits = self.context.hit_paths(task) if self.context.available else []
+            scope = files_in_scope(self.workspace.root, task, hits, budget_chars(model.context_window, reply_tokens))
+            return WholeFileAgent(
+                self.services.gateway, task=task, alias=route.alias, agent=agent, agent_name=route.agent,
+                system_prompt=system_prompt, protocol_prompt=load_prompt(WHOLE_PROMPT), scope=scope,
+                default_path=default_target(scope, task), toolbox=toolbox, dependency_outputs=outputs,
+                note=None, run_id=self.run_id,
+            )
+
+        async def loop(configured: AgentConfig, note: str | None) -> AgentResult:
+            return await run_agent(
+                self.services.gateway, task=task, alias=route.alias, agent=configured,
+                system_prompt=system_prompt, context=self.context.task_context(task), dependency_outputs=outputs,
+                toolbox=self._toolbox(task, agent.tools), limits=self.limits,
+                supports_tools=model.edit_mode == "tools", run_id=self.run_id, extra_note=note,
+                agent_name=route.agent, images=self.images if task.needs_vision else None,
+            )
+
+        return LoopSession(agent, loop)
+
+    def _toolbox(self, task: TaskSpec, tools: list[ToolName]) -> ToolBox:
+        services, settings = self.services, self.services.settings
         writes = self._writes.setdefault(task.id, TaskWrites(self.workspace.root))
-        toolbox = ToolBox(
-            _RecordingWorkspace(self.workspace, writes, self._lock), agent.tools, settings.checks,
+        return ToolBox(
+            _RecordingWorkspace(self.workspace, writes, self._lock), tools, settings.checks,
             search_code=self.context.search_code if self.context.available else None,
             bus=services.bus, run_id=self.run_id, task_id=task.id,
             redactor=services.redactor if settings.privacy.redact_secrets else None,
         )
-        return await run_agent(
-            services.gateway, task=task, alias=route.alias, agent=agent,
-            system_prompt=load_prompt(agent.prompt, services.repo_root),
-            context=self.context.task_context(task),
-            dependency_outputs={dep_id: outcome.output for dep_id, outcome in deps.items()},
-            toolbox=toolbox, limits=self.limits,
-            supports_tools=settings.models[route.alias].supports("tools"),
-            run_id=self.run_id, extra_note=note, agent_name=route.agent,
-            images=self.images if task.needs_vision else None,
-        )
 
-    def _check(self, task_id: str, paths: list[str]) -> list[CheckResult]:
+    async def _verify(self, task_id: str, paths: list[str]) -> list[CheckResult]:
+        """The syntax of the changed files, then (when that passes) the configured check commands."""
+        failures = self._syntax(task_id, paths)
+        if failures:
+            return failures
+        return await run_checks(self.services, self.workspace, self.run_id)
+
+    def _syntax(self, task_id: str, paths: list[str]) -> list[CheckResult]:
         existing = sorted({p for p in paths if self.workspace.exists(p)})
         if not existing:
             return []
@@ -254,3 +313,8 @@ class TaskExecutor:
                 run_id=self.run_id, task_id=task_id, step=result.name, ok=result.ok, output=result.output[:2000],
             ))
         return [r for r in results if not r.ok]
+
+
+def tree_fingerprint(workspace: Workspace) -> str:
+    """A digest of the worktree's changes against its base: equal digests, equal trees."""
+    return hashlib.sha256(workspace.changeset().model_dump_json().encode("utf-8")).hexdigest()

@@ -10,21 +10,23 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from aetherflow.errors import AetherError, BudgetExceededError, ModelUnavailableError, RunInterrupted
 from aetherflow.events import ChangeSetReady, Event, PlanReady, RunFinished, RunStarted, RunStatus
 from aetherflow.llm.images import image_part
+from aetherflow.llm.types import CallRequest
 from aetherflow.ledger.queries import LedgerOutcomeStats, past_solutions
 from aetherflow.orchestrator.context import RunContext
 from aetherflow.orchestrator.executor import TaskExecutor
 from aetherflow.orchestrator.plan import Plan
-from aetherflow.orchestrator.planner import make_plan
+from aetherflow.orchestrator.planner import PLANNER_AGENT, make_plan, single_task_plan
 from aetherflow.orchestrator.router import RouteDecision, Router
 from aetherflow.orchestrator.runstate import JsonlTrace, RunState, RunStore, new_run_id
 from aetherflow.orchestrator.scheduler import Scheduler, TaskOutcome
-from aetherflow.orchestrator.synthesis import plain_summary, synthesize
+from aetherflow.orchestrator.synthesis import needs_synthesis, one_task_summary, plain_summary, synthesize
 from aetherflow.orchestrator.validation import final_checks
 from aetherflow.services import Services
 from aetherflow.workspace.apply import AppliedRecord, Selection, apply_changes, recover_pending
@@ -72,13 +74,17 @@ class Pipeline:
 
     async def plan(self, request: str, run_id: str | None = None, images: int = 0) -> tuple[Plan, dict[str, RouteDecision]]:
         """Retrieve context, make the plan, route every subtask (used by `aether plan` and by `run`)."""
-        context = RunContext(self.repo_root, self.services.settings, self.services.environ)
-        try:
-            past = past_solutions(self.services.ledger) if self.services.ledger is not None else []
-            plan = await make_plan(self.services.gateway, self.services.settings, request,
-                                   context.plan_context(request, past, images), run_id=run_id, repo_root=self.repo_root)
-        finally:
-            context.close()
+        if self.planning_mode() == "single":
+            plan = single_task_plan(self.services.settings, request)
+        else:
+            context = RunContext(self.repo_root, self.services.settings, self.services.environ)
+            try:
+                past = past_solutions(self.services.ledger) if self.services.ledger is not None else []
+                plan = await make_plan(self.services.gateway, self.services.settings, request,
+                                       context.plan_context(request, past, images), run_id=run_id,
+                                       repo_root=self.repo_root)
+            finally:
+                context.close()
         router, remaining = self.router(), self.services.gateway.budget.remaining_usd
         routes: dict[str, RouteDecision] = {}
         for task in plan.tasks:
@@ -89,6 +95,18 @@ class Pipeline:
                 # resumable) or fails it with this reason, instead of the whole run failing before it starts.
                 continue
         return plan, routes
+
+    def planning_mode(self) -> Literal["model", "single"]:
+        """How this request is planned: planning.mode, where "auto" means one subtask when the orchestrator
+        agent would run on a local model, which plans worse than it edits and costs a long call to do it."""
+        settings = self.services.settings
+        if settings.planning.mode != "auto":
+            return settings.planning.mode
+        try:
+            chain = self.services.gateway.chain_for(CallRequest(agent=PLANNER_AGENT, messages=[]))
+        except AetherError:
+            return "model"  # the planner's own call will say what is wrong
+        return "single" if chain and settings.models[chain[0]].local else "model"
 
     # ---- running ------------------------------------------------------------------------------------------
 
@@ -134,11 +152,19 @@ class Pipeline:
         self._publish(PlanReady(run_id=state.run_id, plan=state.plan.model_dump(), routes=state.routes))
         workspace = self._workspace(state)
         context = RunContext(self.repo_root, self.services.settings, self.services.environ)
+        images = [image_part(Path(p)) for p in state.images]
+        edits = [t for t in state.plan.tasks if t.expected_output.format == "edits"]
+        executor = TaskExecutor(self.services, workspace, context, state.run_id, images=images,
+                                check_driven=len(edits) == 1 == len(state.plan.tasks))
         try:
-            outcomes = await self._schedule(state, workspace, context)
-            checks = await final_checks(self.services, workspace, context, state.run_id, self.router())
+            outcomes = await self._schedule(state, executor)
+            checks = executor.verified_checks()
+            if checks is None:
+                checks = await final_checks(self.services, workspace, context, state.run_id, self.router())
         finally:
             context.close()
+        if self.services.ledger is not None:
+            self.services.ledger.record_checks(state.run_id, all(c.ok for c in checks) if checks else None)
         return await self._finish(state, workspace, outcomes, checks)
 
     def _workspace(self, state: RunState) -> Workspace:
@@ -146,9 +172,7 @@ class Pipeline:
             return Workspace.open(self.repo_root, state.run_id)
         return Workspace.create(self.repo_root, state.run_id)
 
-    async def _schedule(self, state: RunState, workspace: Workspace, context: RunContext) -> dict[str, TaskOutcome]:
-        images = [image_part(Path(p)) for p in state.images]
-        executor = TaskExecutor(self.services, workspace, context, state.run_id, images=images)
+    async def _schedule(self, state: RunState, executor: TaskExecutor) -> dict[str, TaskOutcome]:
         assert state.plan is not None
 
         def persist(outcome: TaskOutcome) -> None:
@@ -183,7 +207,10 @@ class Pipeline:
         changeset = workspace.changeset()
         (self.store.folder(state.run_id) / CHANGESET_FILE).write_text(changeset.model_dump_json(), encoding="utf-8")
         plain = plain_summary(state.plan, outcomes, changeset, checks)
-        state.summary = await synthesize(self.services, state.run_id, state.request, plain)
+        if needs_synthesis(state.plan):
+            state.summary = await synthesize(self.services, state.run_id, state.request, plain)
+        else:
+            state.summary = one_task_summary(outcomes, plain)
         self._publish(ChangeSetReady(run_id=state.run_id, files={f.path: (f.added, f.removed) for f in changeset.files}))
         status, message = _verdict(state.run_id, outcomes, changeset)
         self._end(state, status, message)

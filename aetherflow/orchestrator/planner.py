@@ -16,7 +16,14 @@ from pydantic import BaseModel, Field, create_model
 from aetherflow.config.models import AgentConfig, Settings
 from aetherflow.errors import ConfigError, PlanError
 from aetherflow.llm.types import CallRequest, CallResult, Message
-from aetherflow.orchestrator.plan import MAX_TASKS, Plan, TaskSpec, check_plan
+from aetherflow.orchestrator.plan import (
+    MAX_TASKS,
+    MODEL_DESCRIPTION_CHARS,
+    FallbackStep,
+    Plan,
+    TaskSpec,
+    check_plan,
+)
 from aetherflow.prompts import load_prompt
 
 PLANNER_AGENT = "orchestrator"
@@ -69,6 +76,21 @@ async def make_plan(
             f"(`aether agents edit {PLANNER_AGENT} --model ALIAS`).",
         )
     return repaired
+
+
+SINGLE_TASK_ID = "task"
+# A single subtask already had its chances (candidates, fix rounds): escalating is what is left to try.
+SINGLE_TASK_FALLBACK: list[FallbackStep] = ["next_agent", "fail"]
+
+
+def single_task_plan(settings: Settings, request: str) -> Plan:
+    """The plan of a request done as one subtask, without a planning call: the request is the description, the
+    routing table's default task type routes it. What a small planner adds to a small request is mostly risk."""
+    task = TaskSpec(
+        id=SINGLE_TASK_ID, type=settings.routing.default_task_type, description=request.strip(),
+        fallback_strategy=list(SINGLE_TASK_FALLBACK),
+    )
+    return Plan(summary="Done as one subtask (planning.mode).", tasks=[task])
 
 
 def planner_agent(settings: Settings) -> AgentConfig:
@@ -147,6 +169,7 @@ def plan_schema(settings: Settings) -> type[Plan]:
     typed_task = create_model(
         "TaskSpec", __base__=TaskSpec,
         type=(Literal[types], Field(description="A task type of the routing table.")),  # type: ignore[valid-type]
+        description=(str, Field(min_length=1, max_length=MODEL_DESCRIPTION_CHARS)),
     )
     return create_model(
         "Plan", __base__=Plan, tasks=(list[typed_task], Field(min_length=1, max_length=MAX_TASKS)),  # type: ignore[valid-type]

@@ -34,6 +34,18 @@ def plain_summary(plan: Plan, outcomes: dict[str, TaskOutcome], changeset: Chang
     return "\n".join(lines)
 
 
+def needs_synthesis(plan: Plan) -> bool:
+    """A summary call is worth its cost only when several subtasks' results must be put together: one subtask's
+    own final answer already says what it did (and a local model would spend many seconds repeating it)."""
+    return len(plan.tasks) > 1
+
+
+def one_task_summary(outcomes: dict[str, TaskOutcome], plain: str) -> str:
+    """The summary of a one-subtask run: the agent's own words, then the plain facts."""
+    said = next((o.output.strip() for o in outcomes.values() if o.output.strip()), "")
+    return f"{said}\n\n{plain}" if said else plain
+
+
 async def synthesize(services: Services, run_id: str, request: str, plain: str) -> str:
     """Ask the orchestrator agent for the summary; fall back to `plain` when the call fails."""
     request_text = f"Request: {request}\n\nWhat happened:\n{plain}"

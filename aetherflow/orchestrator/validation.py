@@ -7,13 +7,14 @@ then the checks run again; their final state goes into the run's result either w
 from __future__ import annotations
 
 from aetherflow.errors import AetherError
-from aetherflow.events import TaskStateChanged, ValidationFinished
+from aetherflow.events import TaskStateChanged
 from aetherflow.orchestrator.context import RunContext
 from aetherflow.orchestrator.executor import TaskExecutor
 from aetherflow.orchestrator.plan import TaskSpec
 from aetherflow.orchestrator.router import Router
 from aetherflow.services import Services
-from aetherflow.workspace.validate import CheckResult, run_check
+from aetherflow.orchestrator.validation_run import run_checks
+from aetherflow.workspace.validate import CheckResult
 from aetherflow.workspace.worktree import Workspace
 
 FIX_TASK_ID = "fix-checks"
@@ -22,17 +23,6 @@ FIX_TASK_ID = "fix-checks"
 # for the full output.)
 DESCRIPTION_CHARS = 2000
 FIX_HEADER = "The project's checks fail after this run's changes. Make them pass without weakening the tests.\n\n"
-
-
-async def run_checks(services: Services, workspace: Workspace, run_id: str) -> list[CheckResult]:
-    """Every configured check command, in order, in the worktree; each result published."""
-    results = []
-    for name, command in services.settings.checks.commands.items():
-        result = await run_check(workspace.root, name, command, services.settings.checks.timeout_s)
-        services.bus.publish(ValidationFinished(run_id=run_id, step=f"check {name}", ok=result.ok,
-                                                output=result.output[-2000:]))
-        results.append(result)
-    return results
 
 
 def fix_description(failed: list[CheckResult]) -> str:

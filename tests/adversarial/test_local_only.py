@@ -44,6 +44,8 @@ PLAN = {"summary": "local plan", "tasks": [
      "depends_on": [], "expected_output": {"format": "edits", "constraints": []}},
 ]}
 EDIT = {"path": "app/models.py", "search": "import time\n", "replace": "import time  # session expiry\n"}
+# These tests follow a plan made by the (scripted) local model; by default a local orchestrator does not plan.
+MODEL_PLANS: dict[str, Any] = {"planning": {"mode": "model"}}
 # Every provider key the catalogue names, set: nothing but local-only keeps the cloud models out.
 CLOUD_KEYS = {
     "ANTHROPIC_API_KEY": "sk-" + "ant-api03-" + "localonlytestkey0123456789", "DEEPSEEK_API_KEY": "local-only-test-1",
@@ -106,7 +108,7 @@ def trusted_local_only(repo: Path, cloud: ScriptedServer, local: ScriptedServer,
     """A trusted aetherflow.toml: scripted team on `cloud`, every shipped cloud model on `cloud`, the local alias
     on `local`, privacy.local_only = true."""
     overrides: dict[str, Any] = {"models": {**every_cloud_model_at(cloud), "local": local_model_at(local)},
-                                 "privacy": {"local_only": True}, "cache": {"enabled": False}, **extra}
+                                 "privacy": {"local_only": True}, "cache": {"enabled": False}, **MODEL_PLANS, **extra}
     (repo / "aetherflow.toml").write_text(scripted_config_toml(cloud, **overrides))
     trust(repo)
 
@@ -152,7 +154,7 @@ def test_no_keys_at_all_runs_on_the_local_model_and_never_calls_the_cloud(demo_r
                                                                            local: ScriptedServer) -> None:
     """The default path with no key set anywhere: every model of the run is replaced by the local one, even those
     whose address is configured; the cloud receives 0 requests."""
-    overrides = {"models": {**every_cloud_model_at(cloud), "local": local_model_at(local)}}
+    overrides = {"models": {**every_cloud_model_at(cloud), "local": local_model_at(local)}, **MODEL_PLANS}
     (demo_repo / "aetherflow.toml").write_text(scripted_config_toml(cloud, **overrides))
     trust(demo_repo)
     settings = load_settings(demo_repo, environ={})
@@ -278,7 +280,7 @@ def test_real_local_model_failing_ends_the_plan_clearly_without_the_cloud(demo_r
     naming the cause and local-only, and the cloud, keys set, gets nothing."""
     pytest.importorskip("llama_cpp")
     overrides = {"models": {**every_cloud_model_at(cloud), "local": {"context_window": 256}},
-                 "privacy": {"local_only": True}}
+                 "privacy": {"local_only": True}, **MODEL_PLANS}
     (demo_repo / "aetherflow.toml").write_text(scripted_config_toml(cloud, **overrides))
     trust(demo_repo)
     before = snapshot(demo_repo)

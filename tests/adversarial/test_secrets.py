@@ -308,9 +308,13 @@ ENV_DUMP = (
     "print(chr(10).join(k + '=' + v for k, v in sorted(os.environ.items()))); sys.exit(1)"
 )
 
+# Two subtasks, so that the run-wide validation and its fix round run (a single editing subtask would be checked
+# inside its own attempts instead).
 CHECK_PLAN = {"summary": "tidy settings", "tasks": [
     {"id": "tidy", "type": "local_refactor", "description": "MARK-TIDY: add a comment to app/settings.py",
      "depends_on": [], "expected_output": {"format": "edits", "constraints": []}},
+    {"id": "note", "type": "analysis", "description": "MARK-NOTE: say what the settings are for",
+     "depends_on": [], "expected_output": {"format": "text", "constraints": []}},
 ]}
 
 
@@ -323,6 +327,7 @@ def check_team() -> Callable[[RecordedRequest], Reply | Fault]:
                 "path": "app/models.py", "search": "import time\n", "replace": "import time  # session expiry\n"})]),
         ],
         "checks fail": [Reply(tool_calls=[ToolCallSpec(name="run_check", arguments={"name": "envdump"})])],
+        "MARK-NOTE": [],
     }
     progress: dict[str, int] = {}
 

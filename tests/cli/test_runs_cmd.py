@@ -60,6 +60,7 @@ def test_runs_lists_shows_applies_and_undo_restores_byte_for_byte(repo: Path, ae
     assert (repo / "app.py").read_text() == APP_AFTER and (repo / "util.py").read_text() == UTIL_AFTER
     assert again.returncode == 2 and "already applied" in again.stderr
     assert "2/0" in aether("runs", env=ENV).stdout
+    assert json.loads(aether("stats", "--json", env=ENV).stdout)["runs_succeeded"] == 1
 
     (repo / "app.py").write_text(APP_AFTER + "# my own edit\n")
     refused = aether("undo", env=ENV)
@@ -71,6 +72,7 @@ def test_runs_lists_shows_applies_and_undo_restores_byte_for_byte(repo: Path, ae
     assert undone.returncode == 0, undone.stderr
     assert json.loads(undone.stdout) == {"run_id": run_id, "restored": ["app.py", "util.py"], "removed": []}
     assert {p: (repo / p).read_bytes() for p in FILES} == {p: t.encode() for p, t in FILES.items()}
+    assert json.loads(aether("stats", "--json", env=ENV).stdout)["runs_succeeded"] == 0  # undone: no success
     nothing = aether("undo", env=ENV)
     assert nothing.returncode == 2 and "Nothing to undo" in nothing.stderr
 

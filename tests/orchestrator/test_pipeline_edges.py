@@ -205,18 +205,20 @@ def _checks_script(plan: dict) -> Callable[[RecordedRequest], Reply]:
             return Reply(json=plan)
         if "Summarise" in str(messages[0].get("content")):
             return Reply(text="summary")
-        if _is_agent_turn_after_tool(req):
+        if _is_agent_turn_after_tool(req) or "MARK-N:" in text:
             return Reply(text="done")
-        edit = fix if "checks fail" in text else wrong
+        edit = fix if ("checks fail" in text or "do not pass validation" in text) else wrong
         return Reply(tool_calls=[ToolCallSpec(name="edit_file", arguments=edit)])
 
     return script
 
 
-async def test_a_failing_check_triggers_the_fix_checks_round(tmp_path, scripted_server):
+async def test_in_a_plan_of_several_subtasks_a_failing_check_triggers_the_fix_checks_round(tmp_path, scripted_server):
     check = "import sys, util\nsys.exit(0 if util.triple(2) == 6 else 'triple(2) is not 6')\n"
     repo = make_repo(tmp_path / "repo", {**FILES, "check.py": check})
-    scripted_server.script = _checks_script(plan_json([task("t", "MARK-T: add triple to util.py")]))
+    plan = plan_json([task("t", "MARK-T: add triple to util.py"),
+                      task("n", "MARK-N: note what changed", depends_on=["t"], fmt="text", task_type="analysis")])
+    scripted_server.script = _checks_script(plan)
     command = f'"{sys.executable}" check.py'
     pipeline = Pipeline(services_for(repo, scripted_server, checks={"commands": {"tests": command}}))
     try:
@@ -229,6 +231,27 @@ async def test_a_failing_check_triggers_the_fix_checks_round(tmp_path, scripted_
     assert "triple(2) is not 6" in fix_requests[0].message_text()
     assert [(c.name, c.ok) for c in result.checks] == [("tests", True)]
     assert "return x * 3" in result.changeset.get("util.py").new_text
+
+
+async def test_a_single_subtask_is_finished_only_when_the_checks_pass(tmp_path, scripted_server):
+    check = "import sys, util\nsys.exit(0 if util.triple(2) == 6 else 'triple(2) is not 6')\n"
+    repo = make_repo(tmp_path / "repo", {**FILES, "check.py": check})
+    scripted_server.script = _checks_script(plan_json([task("t", "MARK-T: add triple to util.py")]))
+    command = f'"{sys.executable}" check.py'
+    pipeline = Pipeline(services_for(repo, scripted_server, checks={"commands": {"tests": command}}))
+    try:
+        result = await pipeline.run("scripted request")
+    finally:
+        await _close(pipeline)
+
+    fix_requests = [r for r in scripted_server.requests if "do not pass validation" in r.message_text()]
+    assert fix_requests and {r.body["model"] for r in fix_requests} == {"fast"}  # the same agent fixes its work
+    assert "triple(2) is not 6" in fix_requests[0].message_text()
+    assert not [r for r in scripted_server.requests if "checks fail" in r.message_text()]  # no fix-checks subtask
+    assert [(c.name, c.ok) for c in result.checks] == [("tests", True)]
+    assert "return x * 3" in result.changeset.get("util.py").new_text
+    [row] = pipeline.services.ledger.query("SELECT validation_first_try FROM tasks WHERE task_id = 't'")
+    assert row["validation_first_try"] == 0
 
 
 # ---- path traversal ----------------------------------------------------------------------------------------

@@ -1,0 +1,120 @@
+"""Check-driven attempts: make an edit, run the project's checks, feed failures back, resample, then give up.
+
+This is how a cheap model is lifted above what one call of it does (the brief's answers to "quality threshold not
+met", section 6.1: regenerate with different parameters, combine attempts, escalate):
+1. the agent answers at its own temperature; its edits are checked (syntax of the changed files, then the
+   configured check commands such as the tests);
+2. while they fail, up to `fix_rounds` fix rounds show the agent what the checks said (it repairs its own work);
+3. still failing, the edits are taken back and a new candidate is sampled at a higher temperature, up to `samples`
+   candidates in all, each with its own fix rounds; the first candidate that passes wins;
+4. none passes: ValidationFailed, and the scheduler escalates the subtask to the next stronger model.
+Every call goes through the gateway, so the budget bounds all of it. Candidates run one after another: they share
+the run's worktree, and a local model generates one reply at a time anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from aetherflow.errors import AetherError
+from aetherflow.orchestrator.agent import AgentResult
+from aetherflow.orchestrator.tools import truncate_middle
+from aetherflow.workspace.validate import CheckResult
+
+# How much of the checks' output a fix round shows: the head has the first failure, the tail the summary.
+FEEDBACK_CHARS = 3000
+
+
+class ValidationFailed(AetherError):
+    """A subtask's edits still fail validation after its fix rounds (and candidates)."""
+
+
+class Session(Protocol):
+    """One candidate's conversation with an agent: a first answer, then fixes told what the checks said."""
+
+    async def first(self, temperature: float | None) -> AgentResult: ...
+
+    async def fix(self, output: str, temperature: float | None = None) -> AgentResult: ...
+
+
+# Every AgentResult a Session returns carries the session's whole cost so far, fix rounds included.
+
+@dataclass
+class AttemptLog:
+    """What the attempts did: for the outcome's cost, the ledger's first-try flag and the final message."""
+
+    cost_usd: float = 0.0
+    candidates: int = 0
+    rounds: int = 0
+    first_try_ok: bool | None = None
+    last_failure: str = ""
+    checks: list[CheckResult] = field(default_factory=list)
+
+
+def temperatures(samples: int) -> list[float | None]:
+    """The temperature of each candidate: the agent's own first, then spread towards 1.0."""
+    extra = max(0, samples - 1)
+    return [None, *(round(min(1.0, 0.4 + 0.6 * i / max(1, extra - 1)), 2) for i in range(extra))]
+
+
+def feedback(failed: list[CheckResult]) -> str:
+    """What a fix round is shown: each failed check's name and output, head and tail, within FEEDBACK_CHARS."""
+    share = max(400, FEEDBACK_CHARS // max(1, len(failed)))
+    return "\n\n".join(f"$ {r.name}\n{truncate_middle(r.output.strip(), share)}" for r in failed)
+
+
+async def until_checks_pass(
+    new_session: Callable[[], Session],
+    verify: Callable[[list[str]], Awaitable[list[CheckResult]]],
+    take_back: Callable[[], Awaitable[object]],
+    log: AttemptLog,
+    *,
+    samples: int,
+    fix_rounds: int,
+) -> AgentResult:
+    """Run candidates until one's edits pass `verify`; raise ValidationFailed when none does.
+
+    `verify(paths)` checks the worktree after edits to `paths` and returns every check's result; `take_back()`
+    puts back what the failed candidate wrote before the next one starts from the same state. `log` is filled in
+    as the attempts go, so a caller sees what was spent and tried also when this raises.
+    """
+    for index, temperature in enumerate(temperatures(samples)):
+        if index:
+            await take_back()
+        log.candidates += 1
+        passed = await _candidate(new_session(), verify, temperature, fix_rounds, log)
+        if passed is not None:
+            return passed
+    raise ValidationFailed(
+        f"the checks still fail after {log.candidates} candidate(s) and {log.rounds} answer(s): {log.last_failure}",
+        "The subtask goes to a stronger model when one is configured (agent fallbacks or gateway.local_alias).",
+    )
+
+
+async def _candidate(
+    session: Session, verify: Callable[[list[str]], Awaitable[list[CheckResult]]], temperature: float | None,
+    fix_rounds: int, log: AttemptLog,
+) -> AgentResult | None:
+    """One candidate with its fix rounds: its passing result, or None."""
+    result = await session.first(temperature)
+    try:
+        for round_index in range(fix_rounds + 1):
+            log.rounds += 1
+            if result.status != "done":
+                log.last_failure = result.reason
+                return None
+            log.checks = await verify(result.edits)
+            failed = [r for r in log.checks if not r.ok]
+            if log.first_try_ok is None:
+                log.first_try_ok = not failed
+            if not failed:
+                return result
+            log.last_failure = truncate_middle(failed[0].output.strip(), 300)
+            if round_index == fix_rounds:
+                return None
+            result = await session.fix(feedback(failed), temperature)
+        return None
+    finally:
+        log.cost_usd += result.cost_usd  # a session's results carry its cost so far

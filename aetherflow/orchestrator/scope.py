@@ -1,0 +1,115 @@
+"""Which files a whole-file agent is shown in full, and which of them it is meant to change.
+
+A whole-file agent cannot ask for files (small models do not use READ requests well), so everything it needs is
+put in its prompt up front, within a character budget taken from the model's context window:
+1. the files the subtask names (its `context_files`, and paths written in its description);
+2. the files of the retrieved chunks for the subtask, best first;
+3. in a small repository, every other tracked text file, smallest first.
+Test files are shown as reference unless the subtask is about tests: the project's tests are how the work is
+judged, and a model that rewrites them to pass is not doing the task.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from aetherflow.orchestrator.plan import TaskSpec
+from aetherflow.workspace._fs import is_binary
+from aetherflow.workspace._git import run_git, split_z
+
+# Characters per token, roughly, for code: used to turn a context window into a character budget.
+CHARS_PER_TOKEN = 3.5
+_TEST_NAME = re.compile(r"(^test_.*|.*_test|.*_tests|.*\.(test|spec))\.[A-Za-z0-9]+$")
+_TEST_DIRS = {"test", "tests", "__tests__", "spec"}
+# A request to change tests themselves ("add tests for", "update the unit tests"), as opposed to one judged by them.
+_ABOUT_TESTS = re.compile(r"\b(add|write|update|fix|create|extend|change)\b[^.\n]{0,40}\b(tests?|specs?)\b",
+                          re.IGNORECASE)
+_PATHISH = re.compile(r"[\w./-]+\.[A-Za-z0-9]+")
+
+
+@dataclass(frozen=True)
+class ScopeFile:
+    """A file shown to the agent in full; `editable` is False for reference files (tests)."""
+
+    path: str
+    text: str
+    editable: bool
+
+
+def is_test_path(path: str) -> bool:
+    """A test file by the usual conventions (test_x.py, x_test.py, x.test.ts, x.spec.js, tests/...)."""
+    pure = PurePosixPath(path)
+    return bool(_TEST_NAME.match(pure.name)) or any(part in _TEST_DIRS for part in pure.parts[:-1])
+
+
+def budget_chars(context_window: int, reply_tokens: int) -> int:
+    """How many characters of files fit beside the instructions and the reply: about half of what remains."""
+    return max(2000, int((context_window - reply_tokens) * CHARS_PER_TOKEN * 0.5))
+
+
+def files_in_scope(root: Path, task: TaskSpec, hit_paths: list[str], budget: int) -> list[ScopeFile]:
+    """The files to show for `task` in the worktree at `root`, within `budget` characters, most relevant first."""
+    tracked = _tracked_text_files(root)
+    named = [p for p in [*task.context_files, *_paths_in(task.description, tracked)] if p in tracked]
+    ranked = _unique([*named, *[p for p in hit_paths if p in tracked]])
+    total = sum(len(text) for text in tracked.values())
+    if total <= budget:
+        ranked = _unique([*ranked, *sorted(tracked, key=lambda p: (is_test_path(p), len(tracked[p]), p))])
+    tests_editable = bool(_ABOUT_TESTS.search(task.description))
+    chosen: list[ScopeFile] = []
+    used = 0
+    for path in ranked:
+        text = tracked[path]
+        if used + len(text) > budget:
+            continue
+        used += len(text)
+        chosen.append(ScopeFile(path=path, text=text, editable=tests_editable or not is_test_path(path)))
+    return chosen
+
+
+def default_target(scope: list[ScopeFile], task: TaskSpec) -> str | None:
+    """The one file an unnamed code block is meant for: the only editable file in scope, or the only one the
+    subtask names; None when that would be a guess."""
+    editable = [f.path for f in scope if f.editable]
+    if len(editable) == 1:
+        return editable[0]
+    named = [p for p in task.context_files if p in editable]
+    return named[0] if len(named) == 1 else None
+
+
+def _paths_in(text: str, tracked: dict[str, str]) -> list[str]:
+    """Tracked paths (or unique file names of tracked paths) that `text` mentions."""
+    by_name: dict[str, list[str]] = {}
+    for path in tracked:
+        by_name.setdefault(PurePosixPath(path).name, []).append(path)
+    found: list[str] = []
+    for word in _PATHISH.findall(text):
+        word = word.strip("./")
+        if word in tracked:
+            found.append(word)
+        elif len(by_name.get(word, [])) == 1:
+            found.append(by_name[word][0])
+    return found
+
+
+def _tracked_text_files(root: Path) -> dict[str, str]:
+    """Every tracked file of the worktree that is UTF-8 text, with its content."""
+    files: dict[str, str] = {}
+    for rel in split_z(run_git(root, "ls-files", "-z")):
+        path = root / rel
+        if path.is_symlink() or not path.is_file():
+            continue
+        data = path.read_bytes()
+        if is_binary(data):
+            continue
+        try:
+            files[rel] = data.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+    return files
+
+
+def _unique(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))
