@@ -19,6 +19,31 @@ echo "==> Demo repository: $demo"
 mkdir -p "$demo"
 cp -R examples/demo-app/. "$demo/"
 cd "$demo"
+
+# A real coder model when there is one (AETHER_CODER_GGUF, else the largest Qwen2.5-Coder GGUF that
+# ../shared/models/fetch-coder-gguf.sh left in ~/.cache/aether-models); without one, the bundled 135M demo model.
+coder="${AETHER_CODER_GGUF:-}"
+if [ -z "$coder" ]; then
+  coder="$(ls -S "${XDG_CACHE_HOME:-$HOME/.cache}"/aether-models/qwen2.5-coder-*-instruct-q4_k_m.gguf 2>/dev/null | head -1 || true)"
+fi
+if [ -n "$coder" ] && [ -f "$coder" ]; then
+  echo "==> Local coder model: $coder"
+  cat >> aetherflow.toml <<TOML
+[models.coder-local]
+model = "local/qwen2.5-coder"
+gguf = "$coder"
+local = true
+context_window = 8192
+capabilities = ["json_schema", "streaming"]
+price = { input = 0.0, output = 0.0 }
+
+[gateway]
+local_alias = "coder-local"
+TOML
+else
+  echo "==> No coder model found: using the bundled SmolLM2-135M, a tiny demo model that rarely completes a task."
+  echo "    For real results run ../shared/models/fetch-coder-gguf.sh 1.5b (or set AETHER_CODER_GGUF), then again."
+fi
 if [ ! -d .git ]; then
   git init -q
   git add -A
