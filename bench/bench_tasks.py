@@ -336,6 +336,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--strong-gguf", type=Path, default=STRONG_GGUF)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per AetherFlow run")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="start no new exercise after this many minutes (the table covers those finished)")
     parser.add_argument("--out", type=Path, default=None, help="JSON file (default: bench/results/tasks-TIME.json)")
     return parser.parse_args()
 
@@ -361,13 +363,17 @@ async def main() -> None:
     outcomes: list[Outcome] = []
     started = time.monotonic()
     for exercise in exercises:
+        if args.minutes is not None and time.monotonic() - started > args.minutes * 60:
+            print(f"stopping: --minutes {args.minutes:g} passed")
+            break
         for arm in args.arms:
             outcome = await run_arm(arm, exercise, base / "work", ctx)
             outcomes.append(outcome)
             print(f"{exercise.name:28} {arm} {'PASS' if outcome.passed else 'fail':4} {outcome.wall_s:6.1f}s "
                   f"{outcome.cpu_s:6.1f} cpu-s {outcome.tokens:6} tok  {outcome.cause}", flush=True)
     summaries = summarise(outcomes, arm_labels(cheap, strong))
-    print(f"\n{len(exercises)} exercises, {time.monotonic() - started:.0f} s in all\n")
+    done = len({o.exercise for o in outcomes})
+    print(f"\n{done} exercises, {time.monotonic() - started:.0f} s in all\n")
     print(table(summaries))
     out = args.out or ROOT / "bench" / "results" / f"tasks-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
