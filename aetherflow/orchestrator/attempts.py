@@ -51,6 +51,8 @@ class AttemptLog:
     first_try_ok: bool | None = None
     last_failure: str = ""
     checks: list[CheckResult] = field(default_factory=list)
+    # The latest answer whose edits are still in the worktree (None once they were taken back).
+    kept: AgentResult | None = None
 
 
 def temperatures(samples: int) -> list[float | None]:
@@ -83,6 +85,7 @@ async def until_checks_pass(
     for index, temperature in enumerate(temperatures(samples)):
         if index:
             await take_back()
+            log.kept = None
         log.candidates += 1
         passed = await _candidate(new_session(), verify, temperature, fix_rounds, log)
         if passed is not None:
@@ -105,6 +108,7 @@ async def _candidate(
             if result.status != "done":
                 log.last_failure = result.reason
                 return None
+            log.kept = result
             log.checks = await verify(result.edits)
             failed = [r for r in log.checks if not r.ok]
             if log.first_try_ok is None:

@@ -40,7 +40,7 @@ from aetherflow.orchestrator.whole_agent import WHOLE_PROMPT, WholeFileAgent
 from aetherflow.prompts import load_prompt
 from aetherflow.services import Services
 from aetherflow.workspace.safety import real_relpath, safe_relpath
-from aetherflow.workspace.validate import CheckResult, syntax_check
+from aetherflow.workspace.validate import CheckResult, run_check, syntax_check
 from aetherflow.workspace.worktree import EditOutcome, Workspace
 
 T = TypeVar("T")
@@ -180,7 +180,8 @@ class TaskExecutor:
 
     def __init__(self, services: Services, workspace: Workspace, context: RunContext, run_id: str,
                  limits: AgentLimits | None = None, images: list[ImagePart] | None = None,
-                 check_driven: bool = False) -> None:
+                 check_driven: bool = False,
+                 is_last_route: Callable[[TaskSpec, RouteDecision], bool] | None = None) -> None:
         self.services = services
         self.workspace = workspace
         self.context = context
@@ -192,6 +193,9 @@ class TaskExecutor:
         self.check_driven = check_driven
         # The check results of the worktree as the last check-driven subtask left it (see verified_checks).
         self._verified: tuple[str, list[CheckResult]] | None = None
+        self._baseline_checks: list[CheckResult] | None = None
+        # Whether a subtask on a route has no stronger model left to escalate to (the pipeline asks the router).
+        self.is_last_route = is_last_route or (lambda task, route: True)
         self._writes: dict[str, TaskWrites] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -243,11 +247,17 @@ class TaskExecutor:
         checks = self.services.settings.checks
         log = AttemptLog()
         record = self.records.setdefault(task.id, TaskRecord())
+        baseline = await self._baseline()
         try:
             result = await until_checks_pass(
                 lambda: self._session(task, route, deps), lambda paths: self._verify(task.id, paths),
                 lambda: self.discard(task.id), log, samples=checks.samples, fix_rounds=checks.fix_rounds,
             )
+        except ValidationFailed:
+            kept = _kept_despite_failing_before(log, baseline, self.is_last_route(task, route))
+            if kept is None:
+                raise
+            result = kept
         finally:
             if attempt == 1:
                 record.validation_first_try = log.first_try_ok
@@ -255,6 +265,16 @@ class TaskExecutor:
         record.edits = sorted(set(record.edits) | set(result.edits))
         self._writes.pop(task.id, None)
         return TaskOutcome(task_id=task.id, status="done", output=result.text, cost_usd=log.cost_usd)
+
+    async def _baseline(self) -> list[CheckResult]:
+        """The configured checks on the run's base tree, run once per run (before any subtask has written)."""
+        if self._baseline_checks is None:
+            settings = self.services.settings.checks
+            self._baseline_checks = [
+                await run_check(self.workspace.root, name, command, settings.timeout_s)
+                for name, command in settings.commands.items()
+            ]
+        return self._baseline_checks
 
     def _session(self, task: TaskSpec, route: RouteDecision, deps: dict[str, TaskOutcome]) -> Session:
         """A new candidate conversation for `task` on `route`, in its model's edit format."""
@@ -313,6 +333,18 @@ class TaskExecutor:
                 run_id=self.run_id, task_id=task_id, step=result.name, ok=result.ok, output=result.output[:2000],
             ))
         return [r for r in results if not r.ok]
+
+
+def _kept_despite_failing_before(log: AttemptLog, baseline: list[CheckResult], last: bool) -> AgentResult | None:
+    """The answer to keep when no candidate passed every check: only on the last model of the cascade, only when
+    the checks it still fails were failing before the change too (a repository whose tests already fail must
+    still get its change), and never one that breaks a check that passed before."""
+    failing_before = {r.name for r in baseline if not r.ok}
+    failing_now = {r.name for r in log.checks if not r.ok}
+    if not last or log.kept is None or not failing_before or not failing_now <= failing_before:
+        return None
+    note = f"\n\n(The checks {', '.join(sorted(failing_now))} still fail, as they did before this change.)"
+    return log.kept.model_copy(update={"text": log.kept.text + note})
 
 
 def tree_fingerprint(workspace: Workspace) -> str:

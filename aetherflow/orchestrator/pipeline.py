@@ -21,7 +21,7 @@ from aetherflow.llm.images import image_part
 from aetherflow.llm.types import CallRequest
 from aetherflow.orchestrator.context import RunContext
 from aetherflow.orchestrator.executor import TaskExecutor
-from aetherflow.orchestrator.plan import Plan
+from aetherflow.orchestrator.plan import Plan, TaskSpec
 from aetherflow.orchestrator.planner import PLANNER_AGENT, make_plan, single_task_plan
 from aetherflow.orchestrator.router import RouteDecision, Router
 from aetherflow.orchestrator.runstate import JsonlTrace, RunState, RunStore, new_run_id
@@ -155,7 +155,7 @@ class Pipeline:
         images = [image_part(Path(p)) for p in state.images]
         edits = [t for t in state.plan.tasks if t.expected_output.format == "edits"]
         executor = TaskExecutor(self.services, workspace, context, state.run_id, images=images,
-                                check_driven=len(edits) == 1 == len(state.plan.tasks))
+                                check_driven=len(edits) == 1 == len(state.plan.tasks), is_last_route=self._last_route)
         try:
             outcomes = await self._schedule(state, executor)
             checks = executor.verified_checks()
@@ -166,6 +166,12 @@ class Pipeline:
         if self.services.ledger is not None:
             self.services.ledger.record_checks(state.run_id, all(c.ok for c in checks) if checks else None)
         return await self._finish(state, workspace, outcomes, checks)
+
+    def _last_route(self, task: TaskSpec, route: RouteDecision) -> bool:
+        """True when a subtask that fails on `route` has nothing stronger to go to (its strategy or the router)."""
+        if "next_agent" not in task.fallback_strategy:
+            return True
+        return self.router().escalate(route, task, self.services.gateway.budget.remaining_usd) is None
 
     def _workspace(self, state: RunState) -> Workspace:
         if (self.repo_root / ".aetherflow" / "worktrees" / state.run_id).is_dir():

@@ -104,17 +104,17 @@ def test_the_cascade_escalates_to_the_stronger_model_when_the_candidates_fail(re
     assert "+    return a + b" in result.changeset.get("calc.py").diff()
 
 
-def test_when_every_model_fails_nothing_reaches_the_change_set(repo, scripted_server):
+def test_when_every_candidate_fails_tests_that_failed_before_the_last_answer_is_offered_as_failing(repo,
+                                                                                                   scripted_server):
     scripted_server.script = _script({"cheap": [WRONG]})
     pipeline = Pipeline(services_for(repo, scripted_server, **_settings(scripted_server, ["cheap"], samples=2)))
 
-    with pytest.raises(RunInterrupted):
-        asyncio.run(pipeline.run(REQUEST))
+    result = asyncio.run(pipeline.run(REQUEST))
 
-    (saved,) = (repo / ".aetherflow" / "runs").glob("*/changeset.json")
-    assert json.loads(saved.read_text())["files"] == []
-    assert (repo / "calc.py").read_text() == STUB
     assert len(_completions(scripted_server)) == 4
+    assert result.status == "review" and [c.ok for c in result.checks] == [False]
+    assert "+    return a - b" in result.changeset.get("calc.py").diff()
+    assert (repo / "calc.py").read_text() == STUB  # offered for review, not applied
 
 
 def test_a_model_that_rewrites_the_tests_is_refused(repo, scripted_server):
@@ -125,3 +125,34 @@ def test_a_model_that_rewrites_the_tests_is_refused(repo, scripted_server):
     result = asyncio.run(pipeline.run(REQUEST))
 
     assert result.changeset.paths() == ["calc.py"]
+
+
+BROKEN_BEFORE = ("import unittest\nfrom calc import add\n\n\nclass T(unittest.TestCase):\n"
+                 "    def test_add(self):\n        self.assertEqual(add(2, 3), 5)\n\n"
+                 "    def test_network(self):\n        self.fail('needs a network service')\n")
+
+
+def test_checks_that_failed_before_the_change_do_not_hold_it_back_on_the_last_model(tmp_path, scripted_server):
+    repo = make_repo(tmp_path / "repo", {"calc.py": STUB, "test_calc.py": BROKEN_BEFORE})
+    scripted_server.script = _script({"cheap": [RIGHT], "strong": [RIGHT]})
+    pipeline = Pipeline(services_for(repo, scripted_server, **_settings(scripted_server, ["cheap", "strong"])))
+
+    result = asyncio.run(pipeline.run(REQUEST))
+
+    # Both models were tried (the tests still fail), then the last one's answer is kept and reported as such.
+    assert [c.body["model"] for c in _completions(scripted_server)] == ["cheap"] * 4 + ["strong"] * 4
+    assert result.status == "review" and "+    return a + b" in result.changeset.get("calc.py").diff()
+    assert [c.ok for c in result.checks] == [False]
+    assert "still fail, as they did before this change" in result.outcomes["task"].output
+
+
+def test_an_answer_that_breaks_a_check_that_passed_before_is_never_kept(tmp_path, scripted_server):
+    passing = {"calc.py": RIGHT, "test_calc.py": TESTS}
+    repo = make_repo(tmp_path / "repo", passing)
+    scripted_server.script = _script({"cheap": [WRONG]})
+    pipeline = Pipeline(services_for(repo, scripted_server, **_settings(scripted_server, ["cheap"])))
+
+    with pytest.raises(RunInterrupted):
+        asyncio.run(pipeline.run("Rewrite add in calc.py more simply."))
+
+    assert (repo / "calc.py").read_text() == RIGHT
