@@ -16,14 +16,7 @@ from pydantic import BaseModel, Field, create_model
 from aetherflow.config.models import AgentConfig, Settings
 from aetherflow.errors import ConfigError, PlanError
 from aetherflow.llm.types import CallRequest, CallResult, Message
-from aetherflow.orchestrator.plan import (
-    MAX_TASKS,
-    MODEL_DESCRIPTION_CHARS,
-    FallbackStep,
-    Plan,
-    TaskSpec,
-    check_plan,
-)
+from aetherflow.orchestrator.plan import MAX_TASKS, MODEL_DESCRIPTION_CHARS, FallbackStep, Plan, TaskSpec, check_plan
 from aetherflow.prompts import load_prompt
 
 PLANNER_AGENT = "orchestrator"
