@@ -249,7 +249,7 @@ class ChecksConfig(_Strict):
         default=1, ge=0, le=5, description="Answers per candidate that see the failing checks' output and fix it.",
     )
     samples: int = Field(
-        default=3, ge=1, le=8, description="Candidates sampled (at rising temperatures) before escalating.",
+        default=2, ge=1, le=8, description="Candidates sampled (at rising temperatures) before escalating.",
     )
 
 

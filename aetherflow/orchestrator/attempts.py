@@ -58,7 +58,7 @@ class AttemptLog:
 def temperatures(samples: int) -> list[float | None]:
     """The temperature of each candidate: the agent's own first, then spread towards 1.0."""
     extra = max(0, samples - 1)
-    return [None, *(round(min(1.0, 0.4 + 0.6 * i / max(1, extra - 1)), 2) for i in range(extra))]
+    return [None, *(round(min(1.0, 0.5 + 0.5 * i / max(1, extra - 1)), 2) for i in range(extra))]
 
 
 def feedback(failed: list[CheckResult]) -> str:

@@ -101,5 +101,6 @@ async def test_when_no_candidate_passes_it_raises_with_what_failed() -> None:
 
 def test_temperatures_rise_from_the_agents_own() -> None:
     assert temperatures(1) == [None]
-    assert temperatures(3) == [None, 0.4, 1.0]
-    assert temperatures(4) == [None, 0.4, 0.7, 1.0]
+    assert temperatures(2) == [None, 0.5]
+    assert temperatures(3) == [None, 0.5, 1.0]
+    assert temperatures(4) == [None, 0.5, 0.75, 1.0]
