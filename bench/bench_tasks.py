@@ -63,7 +63,8 @@ class Exercise:
     def request(self) -> str:
         """What a user would ask: the instructions, and where the work goes."""
         files = ", ".join(f"`{f}`" for f in self.solution)
-        return f"{self.instructions.strip()}\n\nImplement this in {files}, keeping the names of its functions and classes."
+        keep = "keeping the names of its functions and classes"
+        return f"{self.instructions.strip()}\n\nImplement this in {files}, {keep}."
 
 
 @dataclass
@@ -324,6 +325,14 @@ def table(summaries: list[ArmSummary]) -> str:
     return "\n".join(rows)
 
 
+def write_results(out: Path, outcomes: list[Outcome], summaries: list[ArmSummary]) -> None:
+    """The outcomes and the table so far, as JSON and Markdown beside it."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"outcomes": [asdict(o) for o in outcomes],
+                               "summary": [asdict(s) for s in summaries]}, indent=1))
+    out.with_suffix(".md").write_text(table(summaries) + "\n")
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=Path, default=TASKS)
@@ -347,10 +356,11 @@ async def main() -> None:
     exercises = load_exercises(args.tasks, [n for n in args.only.split(",") if n], args.limit)
     cheap, strong = args.cheap or "bench-cheap", args.strong or "bench-strong"
     models = ""
-    for alias, given, gguf in ((cheap, args.cheap, args.cheap_gguf), (strong, args.strong, args.strong_gguf)):
+    for role, alias, given, gguf in (("cheap", cheap, args.cheap, args.cheap_gguf),
+                                     ("strong", strong, args.strong, args.strong_gguf)):
         if given is None:
             if not gguf.is_file():
-                sys.exit(f"error: {gguf} does not exist; run ../shared/models/fetch-coder-gguf.sh, or pass --{alias[6:]}-gguf")
+                sys.exit(f"error: {gguf} does not exist; run ../shared/models/fetch-coder-gguf.sh, or --{role}-gguf")
             models += model_entry(alias, gguf, args.threads)
     base = Path(tempfile.mkdtemp(prefix="aether-bench-tasks-"))
     chains = {"a": [cheap], "b": [cheap], "c": [cheap], "d": [strong], "e": [cheap, strong], "f": [strong]}
@@ -361,6 +371,8 @@ async def main() -> None:
     if "f" in args.arms:
         ctx["direct_strong"] = Direct(strong, direct_settings(homes["f"]))
     outcomes: list[Outcome] = []
+    labels = arm_labels(cheap, strong)
+    out = args.out or ROOT / "bench" / "results" / f"tasks-{time.strftime('%Y%m%d-%H%M%S')}.json"
     started = time.monotonic()
     for exercise in exercises:
         if args.minutes is not None and time.monotonic() - started > args.minutes * 60:
@@ -371,15 +383,11 @@ async def main() -> None:
             outcomes.append(outcome)
             print(f"{exercise.name:28} {arm} {'PASS' if outcome.passed else 'fail':4} {outcome.wall_s:6.1f}s "
                   f"{outcome.cpu_s:6.1f} cpu-s {outcome.tokens:6} tok  {outcome.cause}", flush=True)
-    summaries = summarise(outcomes, arm_labels(cheap, strong))
+        write_results(out, outcomes, summarise(outcomes, labels))  # after each exercise: a stop loses nothing
+    summaries = summarise(outcomes, labels)
     done = len({o.exercise for o in outcomes})
     print(f"\n{done} exercises, {time.monotonic() - started:.0f} s in all\n")
     print(table(summaries))
-    out = args.out or ROOT / "bench" / "results" / f"tasks-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"outcomes": [asdict(o) for o in outcomes],
-                               "summary": [asdict(s) for s in summaries]}, indent=1))
-    out.with_suffix(".md").write_text(table(summaries) + "\n")
     print(f"\nwrote {out} and {out.with_suffix('.md')}")
     shutil.rmtree(base, ignore_errors=True)
 
