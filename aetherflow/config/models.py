@@ -25,6 +25,8 @@ StructuredOutput = Literal["json_schema", "json_object_schema", "prompt"]
 # How an agent's model edits files: native tool calls, SEARCH/REPLACE blocks in text, or whole files in text.
 # None (the default) picks tools for models with tool calling, whole files for local models, else diff.
 EditFormat = Literal["tools", "diff", "whole"]
+# The least time one call to an in-process model is given: a 1.5B model on 2 cores writes about 10 tokens/s.
+IN_PROCESS_TIMEOUT_S = 900.0
 # Severities of review findings, lowest first; "never" as a blocking threshold means findings only inform.
 ReviewSeverity = Literal["low", "medium", "high"]
 BlockOn = Literal["never", "low", "medium", "high"]
@@ -77,6 +79,11 @@ class ModelConfig(_Strict):
     n_threads: int | None = Field(default=None, ge=1, description="In-process generation threads.")
     structured_output: StructuredOutput | None = None
     edit_format: EditFormat | None = None
+    timeout_s: float | None = Field(
+        default=None, gt=0,
+        description="Time limit of one call to this model; default gateway.timeout_s, and for an in-process model "
+        "at least IN_PROCESS_TIMEOUT_S (a CPU writes a long file in minutes, and a retry would only repeat it).",
+    )
 
     @model_validator(mode="after")
     def _gguf_is_in_process(self) -> ModelConfig:
@@ -108,6 +115,12 @@ class ModelConfig(_Strict):
 
     def supports(self, capability: Capability) -> bool:
         return capability in self.capabilities
+
+    def call_timeout_s(self, gateway_timeout_s: float) -> float:
+        """The time limit of one attempt at this model."""
+        if self.timeout_s is not None:
+            return self.timeout_s
+        return max(gateway_timeout_s, IN_PROCESS_TIMEOUT_S) if self.embedded else gateway_timeout_s
 
     @property
     def structured_mode(self) -> StructuredOutput:

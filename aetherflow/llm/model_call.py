@@ -132,7 +132,7 @@ class ModelCaller:
         transport_request = TransportRequest(
             alias=alias, model=model, messages=messages_dicts(messages, prompt_cache=model.supports("prompt_cache")),
             tools=tools_dicts(request.tools), response_format=response_format, temperature=state.plan.temperature,
-            max_tokens=state.plan.max_tokens, timeout_s=self._settings.gateway.timeout_s,
+            max_tokens=state.plan.max_tokens, timeout_s=model.call_timeout_s(self._settings.gateway.timeout_s),
             api_key=self._environ.get(model.key_env) if model.key_env else None,
         )
         key = None
@@ -277,7 +277,7 @@ class ModelCaller:
                     if not scope.expired():
                         raise
                     raise TransportError(
-                        f"no complete reply within {timeout_s:g} s (gateway.timeout_s)", status=408, retryable=True
+                        f"no complete reply within {timeout_s:g} s (gateway.timeout_s, or the model's timeout_s)", status=408, retryable=True
                     ) from exc
                 if (chunk.text or chunk.tool_calls) and first_at is None:
                     first_at = state.elapsed_s()

@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 from aetherflow.orchestrator.plan import TaskSpec
 from aetherflow.workspace._fs import is_binary
 from aetherflow.workspace._git import run_git, split_z
+from aetherflow.workspace.safety import is_protected
 
 # Characters per token, roughly, for code: used to turn a context window into a character budget.
 CHARS_PER_TOKEN = 3.5
@@ -56,7 +57,10 @@ def files_in_scope(root: Path, task: TaskSpec, hit_paths: list[str], budget: int
     ranked = _unique([*named, *[p for p in hit_paths if p in tracked]])
     total = sum(len(text) for text in tracked.values())
     if total <= budget:
-        ranked = _unique([*ranked, *sorted(tracked, key=lambda p: (is_test_path(p), len(tracked[p]), p))])
+        # The rest of a small repository, without dotfiles and files no agent may write (aetherflow.toml, CI):
+        # a small model copies back whatever it is shown, and those would only cost tokens.
+        rest = [p for p in tracked if not is_protected(p) and not PurePosixPath(p).name.startswith(".")]
+        ranked = _unique([*ranked, *sorted(rest, key=lambda p: (is_test_path(p), len(tracked[p]), p))])
     tests_editable = bool(_ABOUT_TESTS.search(task.description))
     chosen: list[ScopeFile] = []
     used = 0
@@ -65,7 +69,8 @@ def files_in_scope(root: Path, task: TaskSpec, hit_paths: list[str], budget: int
         if used + len(text) > budget:
             continue
         used += len(text)
-        chosen.append(ScopeFile(path=path, text=text, editable=tests_editable or not is_test_path(path)))
+        editable = not is_protected(path) and (tests_editable or not is_test_path(path))
+        chosen.append(ScopeFile(path=path, text=text, editable=editable))
     return chosen
 
 

@@ -49,6 +49,10 @@ class WholeFileAgent:
         self.scope = {item.path: item for item in scope}
         self.default_path = default_path
         task_text = render_task(task, dependency_outputs, note, tool_names=[], supports_tools=False, whole=True)
+        editable = [item.path for item in scope if item.editable]
+        if len(editable) == 1:
+            # Small models copy back every file they are shown unless told which one is theirs.
+            task_text += f"\n\nWrite only {editable[0]}: the other files are shown for reference."
         files = files_text(scope) or "(no file of the repository is shown: create the files the task needs)"
         self.messages = [
             Message(role="system", content=f"{system_prompt.strip()}\n\n{protocol_prompt.strip()}", cache_prefix=True),

@@ -135,7 +135,7 @@ async def test_a_hung_stream_ends_by_the_gateway_timeout_with_nothing_applied(
     # 1 + max_retries attempts per model, at most: on a loaded machine an attempt may time out before it is sent.
     models = [r.body["model"] for r in _agent_requests(scripted_server)]
     assert set(models) == {"fast", "strong"} and models.count("fast") <= 2 and models.count("strong") <= 2, models
-    assert "no complete reply within 1 s (gateway.timeout_s)" in _subtask_error(demo_repo)
+    assert "no complete reply within 1 s (gateway.timeout_s" in _subtask_error(demo_repo)
     assert not (demo_repo / NEW_FILE).exists()
     assert_untouched(before, demo_repo, [home])
 

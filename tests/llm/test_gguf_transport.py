@@ -237,3 +237,13 @@ def test_the_demo_fallback_note_appears_only_when_the_bundled_model_stands_in(bu
     assert demo_fallback_note(default) == TINY_MODEL_NOTE
     assert demo_fallback_note(demo_first) == TINY_MODEL_NOTE
     assert demo_fallback_note(coder_first) is None
+
+
+def test_an_in_process_model_gets_a_longer_time_limit_than_a_provider_unless_told() -> None:
+    embedded = ModelConfig(model="local/x", gguf="/models/x.gguf", local=True)
+    remote = ModelConfig(model="deepseek/deepseek-chat", key_env="DEEPSEEK_API_KEY")
+    pinned = ModelConfig(model="local/x", gguf="/models/x.gguf", local=True, timeout_s=30)
+
+    assert remote.call_timeout_s(120) == 120
+    assert embedded.call_timeout_s(120) >= 900 and embedded.call_timeout_s(2000) == 2000
+    assert pinned.call_timeout_s(120) == 30

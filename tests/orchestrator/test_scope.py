@@ -53,3 +53,14 @@ def test_in_a_large_repository_only_named_and_retrieved_files_are_shown_within_t
 def test_the_budget_leaves_room_for_the_reply() -> None:
     assert budget_chars(8192, 2048) < budget_chars(32768, 2048)
     assert budget_chars(1000, 4000) == 2000
+
+
+def test_dotfiles_and_protected_files_are_not_added_to_fill_a_small_repository(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", {"calc.py": "x = 1\n", ".gitignore": "*.pyc\n", "aetherflow.toml": "[checks]\n",
+                                      ".github/workflows/ci.yml": "on: push\n"})
+
+    scope = files_in_scope(repo, _task("Make x two."), [], budget=10_000)
+    named = files_in_scope(repo, _task("Explain aetherflow.toml"), [], budget=10_000)
+
+    assert [f.path for f in scope] == ["calc.py"]
+    assert [(f.path, f.editable) for f in named if f.path == "aetherflow.toml"] == [("aetherflow.toml", False)]
