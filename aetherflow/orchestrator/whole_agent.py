@@ -17,19 +17,26 @@ from aetherflow.llm.types import CallRequest, CallResult, Message, ToolCall, Usa
 from aetherflow.orchestrator.agent import AgentResult, CompletionGateway
 from aetherflow.orchestrator.agent_prompt import DATA_NOTICE, render_task
 from aetherflow.orchestrator.plan import TaskSpec
-from aetherflow.orchestrator.scope import ScopeFile
+from aetherflow.orchestrator.scope import CHARS_PER_TOKEN, ScopeFile
 from aetherflow.orchestrator.tools import ToolBox
 from aetherflow.orchestrator.whole_protocol import WholeFile, parse_whole_reply
 
 WHOLE_PROMPT = "whole_protocol.md"
+# A whole-file answer is about as long as the files it rewrites; past a generous multiple of that, plus room for
+# new code, a small model is looping ("9999...") and further tokens only cost time.
+REPLY_FLOOR_TOKENS = 1024
+REPLY_PER_FILE_TOKEN = 3
 FIX_TEXT = ("Your files do not pass the project's checks yet. This is what they report:\n\n{output}\n\n"
             "Reply with the complete corrected content of every file you change, each after its path.")
 
 
 def files_text(scope: list[ScopeFile]) -> str:
-    """The files in scope as the model reads them: path, a reference mark for read-only ones, the content."""
+    """The files in scope as the model reads them: path, a reference mark for read-only ones, the content.
+
+    Reference files come first and the files to write last: a small model that copies the listing back (it does)
+    then stops after its own files instead of copying a test file after them."""
     parts = []
-    for item in scope:
+    for item in sorted(scope, key=lambda f: f.editable):
         mark = "  (reference: shows how the work is judged; do not write it)" if not item.editable else ""
         fence = "````" if "```" in item.text else "```"
         parts.append(f"{item.path}{mark}\n{fence}\n{item.text.rstrip()}\n{fence}")
@@ -60,6 +67,9 @@ class WholeFileAgent:
                     cache_prefix=True),
             Message(role="user", content=task_text),
         ]
+        editable_chars = sum(len(item.text) for item in scope if item.editable)
+        self.max_tokens = min(agent.max_output_tokens,
+                              REPLY_FLOOR_TOKENS + int(REPLY_PER_FILE_TOKEN * editable_chars / CHARS_PER_TOKEN))
         self.edits: list[str] = []
         self.usage = Usage()
         self.cost_usd = 0.0
@@ -97,7 +107,7 @@ class WholeFileAgent:
         request = CallRequest(
             messages=list(self.messages), alias=self.alias, agent=self.agent_name,
             temperature=self.agent.temperature if temperature is None else temperature,
-            max_tokens=self.agent.max_output_tokens, stream=True, run_id=self.run_id, task_id=self.task.id,
+            max_tokens=self.max_tokens, stream=True, run_id=self.run_id, task_id=self.task.id,
             # A resample at another temperature must reach the model, not the response cache.
             use_cache=temperature is None,
         )

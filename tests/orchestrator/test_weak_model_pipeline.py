@@ -81,6 +81,7 @@ def test_a_failing_answer_is_fixed_with_the_test_output_and_no_plan_is_asked_for
     assert result.plan is not None and len(result.plan.tasks) == 1
     calls = _completions(scripted_server)
     assert len(calls) == 2 and not any(c.body.get("response_format") for c in calls)
+    assert 1024 <= calls[0].body["max_tokens"] < 1100  # bounded by the file it rewrites, not the agent's 8192
     first, fix = (json.dumps(c.body["messages"]) for c in calls)
     assert "test_calc.py" in first and "reference" in first and STUB.split("\n")[0] in first
     assert "AssertionError" in fix and "-1 != 5" in fix

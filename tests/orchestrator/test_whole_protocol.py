@@ -51,3 +51,12 @@ def test_several_files_and_a_longer_fence_around_content_with_backticks() -> Non
     reply = parse_whole_reply(text, default_path=None)
 
     assert reply.files == [WholeFile("app/calc.py", BODY), WholeFile("README.md", doc)]
+
+
+def test_reference_files_are_listed_before_the_files_to_write() -> None:
+    from aetherflow.orchestrator.scope import ScopeFile
+    from aetherflow.orchestrator.whole_agent import files_text
+
+    text = files_text([ScopeFile("calc.py", "x = 1\n", True), ScopeFile("test_calc.py", "import calc\n", False)])
+
+    assert text.index("test_calc.py  (reference") < text.index("calc.py\n```")
