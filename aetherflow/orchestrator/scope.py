@@ -5,7 +5,8 @@ put in its prompt up front, within a character budget taken from the model's con
 1. the files the subtask names (its `context_files`, and paths written in its description);
 2. the files of the retrieved chunks for the subtask, best first;
 3. in a small repository, every other tracked text file, smallest first.
-Test files are shown as reference unless the subtask is about tests: the project's tests are how the work is
+When the subtask names files, only those are to be written and the others are reference. Test files are shown as
+reference unless the subtask is about tests: the project's tests are how the work is
 judged, and a model that rewrites them to pass is not doing the task.
 """
 
@@ -62,6 +63,9 @@ def files_in_scope(root: Path, task: TaskSpec, hit_paths: list[str], budget: int
         rest = [p for p in tracked if not is_protected(p) and not PurePosixPath(p).name.startswith(".")]
         ranked = _unique([*ranked, *sorted(rest, key=lambda p: (is_test_path(p), len(tracked[p]), p))])
     tests_editable = bool(_ABOUT_TESTS.search(task.description))
+    # When the subtask names its files, those are the ones to change; the rest is context. (A model shown a whole
+    # small repository as writable rewrites files the request never mentioned.)
+    writable = set(named) or set(tracked)
     chosen: list[ScopeFile] = []
     used = 0
     for path in ranked:
@@ -69,7 +73,10 @@ def files_in_scope(root: Path, task: TaskSpec, hit_paths: list[str], budget: int
         if used + len(text) > budget:
             continue
         used += len(text)
-        editable = not is_protected(path) and (tests_editable or not is_test_path(path))
+        if is_test_path(path):
+            editable = tests_editable and not is_protected(path)
+        else:
+            editable = path in writable and not is_protected(path)
         chosen.append(ScopeFile(path=path, text=text, editable=editable))
     return chosen
 

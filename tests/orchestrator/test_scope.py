@@ -46,8 +46,8 @@ def test_in_a_large_repository_only_named_and_retrieved_files_are_shown_within_t
 
     scope = files_in_scope(repo, _task("Fix the bug in pkg/m3.py"), ["pkg/m7.py", "pkg/gone.py"], budget=3000)
 
-    assert [f.path for f in scope] == ["pkg/m3.py", "pkg/m7.py"]
-    assert default_target(scope, _task("x")) is None
+    assert [(f.path, f.editable) for f in scope] == [("pkg/m3.py", True), ("pkg/m7.py", False)]
+    assert default_target(scope, _task("x")) == "pkg/m3.py"
 
 
 def test_the_budget_leaves_room_for_the_reply() -> None:
@@ -64,3 +64,12 @@ def test_dotfiles_and_protected_files_are_not_added_to_fill_a_small_repository(t
 
     assert [f.path for f in scope] == ["calc.py"]
     assert [(f.path, f.editable) for f in named if f.path == "aetherflow.toml"] == [("aetherflow.toml", False)]
+
+
+def test_files_the_request_names_are_the_only_ones_to_write(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", {"app/auth.py": "def login(): ...\n", "app/server.py": "import auth\n"})
+
+    scope = files_in_scope(repo, _task("Add logout_all to app/auth.py"), [], budget=10_000)
+
+    assert {f.path: f.editable for f in scope} == {"app/auth.py": True, "app/server.py": False}
+    assert default_target(scope, _task("x")) == "app/auth.py"
