@@ -284,7 +284,9 @@ def test_aether_run_yes_in_a_429_storm_exits_1_applies_nothing_and_the_resume_ap
     assert "aether run --resume " in stopped.stderr
     assert_untouched(before, demo_repo, [home])
     run_id = stopped.stderr.split("aether run --resume ", 1)[1].split("`", 1)[0].strip()
-    assert _runs(marker) == 1 + 1  # b's tool call, then the final validation; no retry repeated it
+    # The checks on the base tree (one editing subtask is checked against them), b's tool call, then the final
+    # validation; no retry repeated any of them.
+    assert _runs(marker) == 1 + 1 + 1
 
     script.calm()
     resumed = run_aether(demo_repo, "run", "--resume", run_id, "--yes", "--no-tui", env=ENV)
