@@ -213,18 +213,23 @@ def _checks_script(plan: dict) -> Callable[[RecordedRequest], Reply]:
     return script
 
 
-async def test_in_a_plan_of_several_subtasks_a_failing_check_triggers_the_fix_checks_round(tmp_path, scripted_server):
+async def _run_with_triple_check(tmp_path, scripted_server, plan: dict):
+    """Run `plan` in a repository whose check passes only once util.triple(2) == 6."""
     check = "import sys, util\nsys.exit(0 if util.triple(2) == 6 else 'triple(2) is not 6')\n"
     repo = make_repo(tmp_path / "repo", {**FILES, "check.py": check})
-    plan = plan_json([task("t", "MARK-T: add triple to util.py"),
-                      task("n", "MARK-N: note what changed", depends_on=["t"], fmt="text", task_type="analysis")])
     scripted_server.script = _checks_script(plan)
     command = f'"{sys.executable}" check.py'
     pipeline = Pipeline(services_for(repo, scripted_server, checks={"commands": {"tests": command}}))
     try:
-        result = await pipeline.run("scripted request")
+        return pipeline, await pipeline.run("scripted request")
     finally:
         await _close(pipeline)
+
+
+async def test_in_a_plan_of_several_subtasks_a_failing_check_triggers_the_fix_checks_round(tmp_path, scripted_server):
+    plan = plan_json([task("t", "MARK-T: add triple to util.py"),
+                      task("n", "MARK-N: note what changed", depends_on=["t"], fmt="text", task_type="analysis")])
+    pipeline, result = await _run_with_triple_check(tmp_path, scripted_server, plan)
 
     fix_requests = [r for r in scripted_server.requests if "checks fail" in r.message_text()]
     assert fix_requests and {r.body["model"] for r in fix_requests} == {"strong"}  # debugging -> reasoner
@@ -234,15 +239,8 @@ async def test_in_a_plan_of_several_subtasks_a_failing_check_triggers_the_fix_ch
 
 
 async def test_a_single_subtask_is_finished_only_when_the_checks_pass(tmp_path, scripted_server):
-    check = "import sys, util\nsys.exit(0 if util.triple(2) == 6 else 'triple(2) is not 6')\n"
-    repo = make_repo(tmp_path / "repo", {**FILES, "check.py": check})
-    scripted_server.script = _checks_script(plan_json([task("t", "MARK-T: add triple to util.py")]))
-    command = f'"{sys.executable}" check.py'
-    pipeline = Pipeline(services_for(repo, scripted_server, checks={"commands": {"tests": command}}))
-    try:
-        result = await pipeline.run("scripted request")
-    finally:
-        await _close(pipeline)
+    plan = plan_json([task("t", "MARK-T: add triple to util.py")])
+    pipeline, result = await _run_with_triple_check(tmp_path, scripted_server, plan)
 
     fix_requests = [r for r in scripted_server.requests if "do not pass validation" in r.message_text()]
     assert fix_requests and {r.body["model"] for r in fix_requests} == {"fast"}  # the same agent fixes its work
