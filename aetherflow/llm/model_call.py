@@ -22,6 +22,7 @@ from aetherflow.llm.resilience import CircuitBreakers, backoff_delay
 from aetherflow.llm.spend import Spending
 from aetherflow.llm.structured_modes import PROCESS_MODES, StructuredModes
 from aetherflow.llm.transport import MAX_REPLY_CHARS, Transport, TransportError, TransportRequest, reply_too_large
+from aetherflow.llm.transports import create_transport, transport_kind
 from aetherflow.llm.types import Message, TextDelta, ToolCall, Usage
 from aetherflow.llm.wire import messages_dicts, tools_dicts
 
@@ -103,7 +104,7 @@ class ModelCaller:
         else:
             setup_started = time.monotonic()
             try:
-                transport = await self._transport_for(prepared.model)
+                transport = await self._transport_for(prepared.alias, prepared.model)
             except ModelUnavailableError as exc:
                 raise ModelFailed(prepared.alias, exc.message, "unavailable", exc) from exc
             # Creating a transport the first time imports LiteLLM (seconds): that is start-up, not the
@@ -317,29 +318,12 @@ class ModelCaller:
             self._slots[alias] = entry
         return entry[1]
 
-    async def _transport_for(self, model: ModelConfig) -> Transport:
+    async def _transport_for(self, alias: str, model: ModelConfig) -> Transport:
         """The transport for `model`, created on first use (ModelUnavailableError when it cannot exist)."""
-        kind = "local" if model.embedded else "litellm"
-        if self._light and kind == "litellm":
-            from aetherflow.llm import openai_compat
-
-            kind = "openai_compat" if openai_compat.supports(model) else kind
+        kind = transport_kind(model, self._light)
         transport = self._transports.get(kind)
         if transport is None:
-            created: Transport
-            if model.embedded:
-                from aetherflow.llm.local import LocalTransport
-
-                created = LocalTransport()
-            elif kind == "openai_compat":
-                from aetherflow.llm.openai_compat import OpenAICompatTransport
-
-                created = OpenAICompatTransport()
-            else:
-                from aetherflow.llm.litellm_transport import LiteLLMTransport
-
-                # Importing LiteLLM takes seconds: in a thread, so the event loop (and a TUI on it) stays responsive.
-                created = await asyncio.to_thread(LiteLLMTransport)
+            created = await create_transport(kind)
             # Two first calls may race here; the first transport stored wins and serves both.
             transport = self._transports.setdefault(kind, created)
             if transport is created:
@@ -350,7 +334,6 @@ class ModelCaller:
             if isinstance(transport, LocalTransport):
                 # Finding, downloading and checking the model's file is set-up like LiteLLM's import, not part of an
                 # attempt: done here, outside the attempt's timeout (a first download takes minutes), once per file.
-                alias = next((a for a, m in self._settings.models.items() if m is model), model.model)
                 await asyncio.to_thread(transport.prepare, model, alias)
         return transport
 

@@ -67,7 +67,8 @@ class _StopLoop(Exception):
         self.reason = reason
 
 
-def _add_usage(total: Usage, more: Usage) -> Usage:
+def add_usage(total: Usage, more: Usage) -> Usage:
+    """The sum of two usages, field by field."""
     return Usage(
         prompt_tokens=total.prompt_tokens + more.prompt_tokens,
         completion_tokens=total.completion_tokens + more.completion_tokens,
@@ -136,7 +137,7 @@ class _AgentLoop:
             run_id=self.run_id, task_id=self.task.id,
         )
         result = await self.gateway.complete(request)
-        self.usage = _add_usage(self.usage, result.usage)
+        self.usage = add_usage(self.usage, result.usage)
         self.cost_usd += result.cost_usd
         return result
 

@@ -53,23 +53,23 @@ def budget_chars(context_window: int, reply_tokens: int) -> int:
 
 def files_in_scope(root: Path, task: TaskSpec, hit_paths: list[str], budget: int) -> list[ScopeFile]:
     """The files to show for `task` in the worktree at `root`, within `budget` characters, most relevant first."""
-    tracked = _tracked_text_files(root)
-    named = [p for p in [*task.context_files, *_paths_in(task.description, tracked)] if p in tracked]
-    ranked = _unique([*named, *[p for p in hit_paths if p in tracked]])
-    total = sum(len(text) for text in tracked.values())
-    if total <= budget:
+    tracked = _Tracked(root)
+    mentioned = [*task.context_files, *_paths_in(task.description, tracked.paths)]
+    named = [p for p in mentioned if tracked.text(p) is not None]
+    ranked = _unique([*named, *[p for p in hit_paths if tracked.text(p) is not None]])
+    if tracked.fits(budget):
         # The rest of a small repository, without dotfiles and files no agent may write (aetherflow.toml, CI):
         # a small model copies back whatever it is shown, and those would only cost tokens.
-        rest = [p for p in tracked if not is_protected(p) and not PurePosixPath(p).name.startswith(".")]
-        ranked = _unique([*ranked, *sorted(rest, key=lambda p: (is_test_path(p), len(tracked[p]), p))])
+        rest = [p for p in tracked.texts() if not is_protected(p) and not PurePosixPath(p).name.startswith(".")]
+        ranked = _unique([*ranked, *sorted(rest, key=lambda p: (is_test_path(p), len(tracked.texts()[p]), p))])
     tests_editable = bool(_ABOUT_TESTS.search(task.description))
     # When the subtask names its files, those are the ones to change; the rest is context. (A model shown a whole
     # small repository as writable rewrites files the request never mentioned.)
-    writable = set(named) or set(tracked)
+    writable = set(named) or set(tracked.paths)
     chosen: list[ScopeFile] = []
     used = 0
     for path in ranked:
-        text = tracked[path]
+        text = tracked.text(path) or ""
         if used + len(text) > budget:
             continue
         used += len(text)
@@ -91,36 +91,61 @@ def default_target(scope: list[ScopeFile], task: TaskSpec) -> str | None:
     return named[0] if len(named) == 1 else None
 
 
-def _paths_in(text: str, tracked: dict[str, str]) -> list[str]:
+def _paths_in(text: str, tracked: list[str]) -> list[str]:
     """Tracked paths (or unique file names of tracked paths) that `text` mentions."""
+    known = set(tracked)
     by_name: dict[str, list[str]] = {}
     for path in tracked:
         by_name.setdefault(PurePosixPath(path).name, []).append(path)
     found: list[str] = []
     for word in _PATHISH.findall(text):
         word = word.strip("./")
-        if word in tracked:
+        if word in known:
             found.append(word)
         elif len(by_name.get(word, [])) == 1:
             found.append(by_name[word][0])
     return found
 
 
-def _tracked_text_files(root: Path) -> dict[str, str]:
-    """Every tracked file of the worktree that is UTF-8 text, with its content."""
-    files: dict[str, str] = {}
-    for rel in split_z(run_git(root, "ls-files", "-z")):
-        path = root / rel
-        if path.is_symlink() or not path.is_file():
-            continue
-        data = path.read_bytes()
-        if is_binary(data):
-            continue
-        try:
-            files[rel] = data.decode("utf-8")
-        except UnicodeDecodeError:
-            continue
-    return files
+class _Tracked:
+    """The worktree's tracked files, read only when asked: a large repository is never read whole."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.paths = split_z(run_git(root, "ls-files", "-z"))
+        self._known = set(self.paths)
+        self._texts: dict[str, str | None] = {}
+
+    def text(self, rel: str) -> str | None:
+        """The file's content when it is a tracked UTF-8 text file (not a link), else None; read once."""
+        if rel not in self._texts:
+            self._texts[rel] = _read_text(self.root / rel) if rel in self._known else None
+        return self._texts[rel]
+
+    def fits(self, budget: int) -> bool:
+        """Whether every tracked text file together fits `budget` characters; stops reading once it cannot."""
+        total = 0
+        for rel in self.paths:
+            total += len(self.text(rel) or "")
+            if total > budget:
+                return False
+        return True
+
+    def texts(self) -> dict[str, str]:
+        """Every tracked text file read so far (all of them after `fits` returned True), with its content."""
+        return {rel: text for rel, text in self._texts.items() if text is not None}
+
+
+def _read_text(path: Path) -> str | None:
+    if path.is_symlink() or not path.is_file():
+        return None
+    data = path.read_bytes()
+    if is_binary(data):
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def _unique(items: list[str]) -> list[str]:

@@ -14,7 +14,7 @@ import json
 
 from aetherflow.config.models import AgentConfig
 from aetherflow.llm.types import CallRequest, CallResult, Message, ToolCall, Usage
-from aetherflow.orchestrator.agent import AgentResult, CompletionGateway
+from aetherflow.orchestrator.agent import AgentResult, CompletionGateway, add_usage
 from aetherflow.orchestrator.agent_prompt import DATA_NOTICE, render_task
 from aetherflow.orchestrator.plan import TaskSpec
 from aetherflow.orchestrator.scope import CHARS_PER_TOKEN, ScopeFile
@@ -112,12 +112,7 @@ class WholeFileAgent:
             use_cache=temperature is None,
         )
         result = await self.gateway.complete(request)
-        self.usage = Usage(
-            prompt_tokens=self.usage.prompt_tokens + result.usage.prompt_tokens,
-            completion_tokens=self.usage.completion_tokens + result.usage.completion_tokens,
-            cached_read_tokens=self.usage.cached_read_tokens + result.usage.cached_read_tokens,
-            cache_write_tokens=self.usage.cache_write_tokens + result.usage.cache_write_tokens,
-        )
+        self.usage = add_usage(self.usage, result.usage)
         self.cost_usd += result.cost_usd
         return result
 
