@@ -262,7 +262,9 @@ class ChecksConfig(_Strict):
         default=1, ge=0, le=5, description="Answers per candidate that see the failing checks' output and fix it.",
     )
     samples: int = Field(
-        default=2, ge=1, le=8, description="Candidates sampled (at rising temperatures) before escalating.",
+        default=3, ge=1, le=8,
+        description="Candidates sampled (at rising temperatures) before escalating; with fix_rounds, the answer "
+        "budget is samples * (1 + fix_rounds), and a model whose fixes change nothing gets more candidates instead.",
     )
 
 

@@ -252,6 +252,7 @@ class TaskExecutor:
             result = await until_checks_pass(
                 lambda: self._session(task, route, deps), lambda paths: self._verify(task.id, paths),
                 lambda: self.discard(task.id), log, samples=checks.samples, fix_rounds=checks.fix_rounds,
+                fingerprint=lambda: tree_fingerprint(self.workspace),
             )
         except ValidationFailed:
             kept = _kept_despite_failing_before(log, baseline, self.is_last_route(task, route))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from aetherflow.orchestrator.agent import AgentResult
-from aetherflow.orchestrator.attempts import AttemptLog, ValidationFailed, temperatures, until_checks_pass
+from aetherflow.orchestrator.attempts import AttemptLog, ValidationFailed, temperature, until_checks_pass
 from aetherflow.workspace.validate import CheckResult
 
 
@@ -36,12 +36,14 @@ class Candidate:
 
     def _answer(self, temperature: float | None, output: str | None) -> AgentResult:
         answer = self.script.answers[self.index][self.round]
+        if answer == "fail" and self.round:
+            answer = f"fail{self.round}"  # a fix that changes the files, still failing
         self.script.calls.append((self.index, answer, temperature, output))
         self.round += 1
         self.cost += 0.01
         if answer == "none":
             return AgentResult(status="failed", text="", reason="no usable edit", steps=1, cost_usd=self.cost)
-        self.script.tree = answer
+        self.script.tree = answer.removesuffix("=")  # "fail=": the same files as the answer before
         return AgentResult(status="done", text="ok", steps=1, edits=["a.py"], cost_usd=self.cost)
 
 
@@ -58,7 +60,7 @@ async def _run(script: Script, samples: int = 3, fix_rounds: int = 1) -> tuple[A
         script.tree = "base"
 
     result = await until_checks_pass(script.session, lambda paths: _verify(script), take_back, log,
-                                     samples=samples, fix_rounds=fix_rounds)
+                                     samples=samples, fix_rounds=fix_rounds, fingerprint=lambda: script.tree)
     return result, log
 
 
@@ -99,8 +101,44 @@ async def test_when_no_candidate_passes_it_raises_with_what_failed() -> None:
     assert "2 candidate(s)" in failed.value.message and "FAILED test_a" in failed.value.message
 
 
+async def test_a_fix_that_changes_nothing_is_not_checked_again_and_the_budget_goes_to_new_candidates() -> None:
+    script = Script([["fail", "fail="], ["fail"], ["fail"], ["pass"]])
+    checked: list[str] = []
+
+    async def verify(paths: list[str]) -> list[CheckResult]:
+        checked.append(script.tree)
+        return await _verify(script)
+
+    log = AttemptLog()
+
+    async def take_back() -> None:
+        script.tree = "base"
+
+    result = await until_checks_pass(script.session, verify, take_back, log, samples=3, fix_rounds=1,
+                                     fingerprint=lambda: script.tree)
+
+    assert result.status == "done" and log.candidates == 4 and log.rounds == 5  # 2 + 1 + 1 + 1 answers of 6
+    assert checked == ["fail", "fail", "fail", "pass"]  # the repeated answer was not checked
+    assert [c[3] is None for c in script.calls] == [True, False, True, True, True]  # no fix rounds after it
+
+
+async def test_the_answer_budget_bounds_the_candidates_when_fixes_change_nothing() -> None:
+    script = Script([["fail", "fail="], ["fail"], ["fail"], ["fail"]])
+
+    with pytest.raises(ValidationFailed):
+        await _run(script, samples=2, fix_rounds=1)
+
+    assert len(script.calls) == 4 and script.sessions == 3
+
+
+async def test_fixes_that_change_the_files_keep_their_rounds() -> None:
+    script = Script([["fail", "fail"], ["fail", "fail"]])
+
+    with pytest.raises(ValidationFailed):
+        await _run(script, samples=2, fix_rounds=1)
+
+    assert [c[3] is None for c in script.calls] == [True, False, True, False]
+
+
 def test_temperatures_rise_from_the_agents_own() -> None:
-    assert temperatures(1) == [None]
-    assert temperatures(2) == [None, 0.5]
-    assert temperatures(3) == [None, 0.5, 1.0]
-    assert temperatures(4) == [None, 0.5, 0.75, 1.0]
+    assert [temperature(i) for i in range(6)] == [None, 0.5, 0.7, 0.9, 1.0, 1.0]
